@@ -1,0 +1,36 @@
+//! Schema migrations for deploy-tracker, in the order they were shipped.
+//! A shipped migration is never edited; a change is a new file.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_apps;
+mod m20261125_000002_create_deployments;
+mod m20261125_000003_create_webhook_deliveries;
+mod m20261125_000004_add_deployment_lookup_keys;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_apps::Migration),
+            Box::new(m20261125_000002_create_deployments::Migration),
+            Box::new(m20261125_000003_create_webhook_deliveries::Migration),
+            Box::new(m20261125_000004_add_deployment_lookup_keys::Migration),
+        ]
+    }
+}
+
+/// Runs each statement in order on the connection's backend.
+async fn execute_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
+fn is_postgres(manager: &SchemaManager<'_>) -> bool {
+    manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres
+}

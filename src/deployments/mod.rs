@@ -1,0 +1,4 @@
+//! Deployments: the pure state machine and the transactional ingest around it.
+
+pub mod ingest;
+pub mod state;

@@ -1,0 +1,167 @@
+//! The `deploy-tracker` binary: parse the command line, set up logging, dispatch.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use tracing_subscriber::EnvFilter;
+
+use deploy_tracker::config::{AddApp, AppsCommand, Cli, Command, LogFormat, ServeArgs};
+use deploy_tracker::deployments::ingest::Ingest;
+use deploy_tracker::http::{self, AppState};
+use deploy_tracker::store::{self, apps};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    // The server logs what it does; other commands print results and log only problems.
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.log_format, default_level);
+    if let Err(err) = run(cli).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(format: Option<LogFormat>, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.database_url, args).await,
+        Command::Migrate => {
+            open(&cli.database_url).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Apps(AppsCommand::Add(args)) => add_app(&cli.database_url, args).await,
+        Command::Apps(AppsCommand::List) => list_apps(&cli.database_url).await,
+    }
+}
+
+/// Connects and applies pending migrations.
+async fn open(url: &str) -> Result<DatabaseConnection> {
+    let db = store::connect(url)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact(url)))?;
+    Migrator::up(&db, None)
+        .await
+        .context("cannot apply migrations")?;
+    Ok(db)
+}
+
+/// Hides a password in a database URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
+    let (github_secrets, vercel_secrets) = args.secrets.parse().map_err(anyhow::Error::msg)?;
+    let db = open(database_url).await?;
+    for (provider, secrets) in [("GitHub", &github_secrets), ("Vercel", &vercel_secrets)] {
+        if secrets.is_empty() {
+            tracing::warn!(
+                "no {provider} webhook secret is configured; its deliveries will be refused with 503"
+            );
+        }
+    }
+    let state = AppState {
+        ingest: Ingest::new(db.clone()),
+        github_secrets: Arc::new(github_secrets),
+        vercel_secrets: Arc::new(vercel_secrets),
+        api_token: args.api_token.map(Arc::from),
+        max_body_bytes: args.max_body_bytes,
+    };
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    db.close().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn add_app(database_url: &str, args: AddApp) -> Result<()> {
+    let db = open(database_url).await?;
+    let app = apps::NewApp {
+        name: args.name,
+        github_repo: args.github_repo,
+        vercel_project_id: args.vercel_project_id,
+        staging_branch: args.staging_branch,
+        production_branch: args.production_branch,
+    }
+    .create(&db)
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&app)?);
+    Ok(())
+}
+
+async fn list_apps(database_url: &str) -> Result<()> {
+    let db = open(database_url).await?;
+    let apps = apps::Entity::find()
+        .order_by_desc(apps::Column::CreatedAt)
+        .all(&db)
+        .await?;
+    println!(
+        "{:<36}  {:<20}  {:<30}  {:<12}  {:<12}  VERCEL PROJECT",
+        "ID", "NAME", "GITHUB REPO", "STAGING", "PRODUCTION"
+    );
+    for app in apps {
+        println!(
+            "{:<36}  {:<20}  {:<30}  {:<12}  {:<12}  {}",
+            app.id,
+            app.name,
+            app.github_repo,
+            app.staging_branch,
+            app.production_branch,
+            app.vercel_project_id.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! SeaORM entities for the three tables, and the connection set-up.
+
+pub mod apps;
+pub mod deliveries;
+pub mod deployments;
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploy-tracker.db?mode=rwc";
+
+/// Opens the pool. SQLite gets WAL, foreign keys and durable (fsync-per-commit)
+/// commits on every connection; Postgres is used as configured.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    if is_sqlite_url(url) {
+        // Writers are serialised in-process; readers run beside them under WAL.
+        options
+            .max_connections(4)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5))
+            });
+    } else {
+        options.max_connections(16).min_connections(1);
+    }
+    Database::connect(options).await
+}
+
+pub fn is_sqlite_url(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// Timestamps are stored as UTC without a zone (the seed's `TIMESTAMP`) and shown
+/// as RFC 3339 UTC.
+pub(crate) fn utc<S: serde::Serializer>(
+    t: &chrono::NaiveDateTime,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    )
+}

@@ -1,0 +1,198 @@
+//! From a verified request to a small normalised event. Provider JSON is typed in
+//! `github` and `vercel`; everything past this module sees only [`Event`].
+
+pub mod github;
+pub mod signature;
+pub mod vercel;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::deployments::state::Status;
+
+/// Longest values the ledger's and deployments' columns hold.
+pub const MAX_DELIVERY_ID: usize = 255;
+pub const MAX_EVENT_TYPE: usize = 100;
+pub const MAX_NAME: usize = 255;
+pub const MAX_VERCEL_ID: usize = 64;
+pub const MAX_URL: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Github,
+    Vercel,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Github => "github",
+            Provider::Vercel => "vercel",
+        }
+    }
+}
+
+impl std::str::FromStr for Provider {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "github" => Ok(Provider::Github),
+            "vercel" => Ok(Provider::Vercel),
+            other => Err(format!(
+                "unknown provider {other:?}: expected github or vercel"
+            )),
+        }
+    }
+}
+
+/// A verified delivery, ready for ingest: what the ledger records, and what it means.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub provider: Provider,
+    pub delivery_id: String,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Push(Push),
+    Vercel(VercelDeployment),
+    /// Kept and answered, but it maps to no deployment change (ping, tags, previews,
+    /// types not handled yet).
+    Ignored(String),
+    /// Signed, so kept raw for re-processing, but not understood.
+    Malformed(Malformed),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub reason: String,
+    /// The body came in a content type the provider's parser does not read.
+    pub unsupported_media_type: bool,
+}
+
+impl Malformed {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            unsupported_media_type: false,
+        }
+    }
+}
+
+/// The request's content type, reduced to the ones a provider may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    Json,
+    Form,
+    Other,
+}
+
+impl ContentType {
+    /// Reads a `Content-Type` header value, ignoring parameters such as `charset`.
+    pub fn from_header(value: Option<&[u8]>) -> Self {
+        let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
+            return ContentType::Other;
+        };
+        let essence = value.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("application/json") {
+            ContentType::Json
+        } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            ContentType::Form
+        } else {
+            ContentType::Other
+        }
+    }
+}
+
+/// A push to a branch, already filtered: tags, deletions and zero SHAs are [`Event::Ignored`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push {
+    /// `owner/name` as GitHub spelled it.
+    pub repository: String,
+    pub branch: String,
+    pub commit_sha: String,
+    pub pushed_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VercelDeployment {
+    pub status: Status,
+    /// Why a deployment failed, when the event says ("canceled", "error").
+    pub failure: Option<&'static str>,
+    pub deployment_id: String,
+    /// `https://` + `deployment.url`, when the event carries one.
+    pub url: Option<String>,
+    pub project_id: Option<String>,
+    /// `meta.githubOrg/meta.githubRepo`, when both are present.
+    pub repository: Option<String>,
+    pub target: Target,
+    pub commit_sha: Option<String>,
+    pub commit_ref: Option<String>,
+    pub occurred_at: NaiveDateTime,
+}
+
+/// Where Vercel says a deployment goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Production,
+    /// `target: "staging"` or a custom environment.
+    Staging,
+    /// `target: null`: decided by the commit's branch against the app's branches.
+    ByBranch,
+}
+
+/// The delivery id to key a delivery by when the provider gave none: the body's hash,
+/// so a resend of the same bytes is still recognised as a duplicate.
+pub fn body_digest_id(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+/// A timestamp as providers send it: integer seconds or milliseconds since the
+/// epoch, or an RFC 3339 string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Timestamp {
+    Number(i64),
+    Text(String),
+}
+
+impl Timestamp {
+    /// `millis` says how to read a number. A value that cannot be a time is `None`.
+    pub(crate) fn to_naive(&self, millis: bool) -> Option<NaiveDateTime> {
+        let utc = match self {
+            Timestamp::Number(n) if millis => DateTime::<Utc>::from_timestamp_millis(*n),
+            Timestamp::Number(n) => DateTime::<Utc>::from_timestamp(*n, 0),
+            Timestamp::Text(s) => DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        }?;
+        Some(utc.naive_utc())
+    }
+}
+
+/// Rejects values that would not fit their column, before they reach the database.
+pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        Err(format!("{field} is longer than {max} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A commit SHA as git writes it: 40 (SHA-1) or 64 (SHA-256) hex digits.
+pub(crate) fn is_commit_sha(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The current time, truncated to microseconds as both databases store it.
+pub fn now() -> NaiveDateTime {
+    let now = Utc::now().naive_utc();
+    DateTime::<Utc>::from_timestamp_micros(now.and_utc().timestamp_micros())
+        .map(|t| t.naive_utc())
+        .unwrap_or(now)
+}
