@@ -9,5 +9,6 @@
 pub mod config;
 pub mod deployments;
 pub mod http;
+pub mod simulate;
 pub mod store;
 pub mod webhooks;

@@ -14,6 +14,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploy-tracker.db?mode=rwc";
 /// Opens the pool. SQLite gets WAL, foreign keys and durable (fsync-per-commit)
 /// commits on every connection; Postgres is used as configured.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    Database::connect(connect_options(url)).await
+}
+
+/// The pool settings [`connect`] uses, for callers that add their own (tests set a
+/// schema search path).
+pub fn connect_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(Duration::from_secs(5))
@@ -33,7 +39,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     } else {
         options.max_connections(16).min_connections(1);
     }
-    Database::connect(options).await
+    options
 }
 
 pub fn is_sqlite_url(url: &str) -> bool {

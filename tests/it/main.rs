@@ -1,0 +1,8 @@
+//! One integration binary: every test drives the real router against a fresh database.
+
+mod helpers;
+
+mod api;
+mod concurrency;
+mod schema;
+mod webhooks;

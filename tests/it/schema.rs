@@ -1,0 +1,137 @@
+//! The migrated schema is the seed's, as the database itself reports it.
+
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::helpers::{Backend, TestApp};
+
+async fn rows(app: &TestApp, sql: &str) -> Vec<Vec<String>> {
+    let result = app
+        .db
+        .query_all_raw(Statement::from_string(app.db.get_database_backend(), sql))
+        .await
+        .unwrap();
+    result
+        .iter()
+        .map(|row| {
+            (0..)
+                .map_while(|i| row.try_get_by_index::<Option<String>>(i).ok())
+                .map(Option::unwrap_or_default)
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn postgres_reports_the_seed_columns_checks_cascade_and_indexes() {
+    let Some(app) = TestApp::try_new(Backend::Postgres).await else {
+        eprintln!("TEST_DATABASE_URL is not set; skipped");
+        return;
+    };
+    let columns = rows(
+        &app,
+        "SELECT column_name::text, data_type::text, is_nullable::text, \
+         COALESCE(character_maximum_length::text, '') \
+         FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'deployments' \
+         ORDER BY ordinal_position",
+    )
+    .await;
+    let expected = [
+        ["id", "uuid", "NO", ""],
+        ["appId", "uuid", "NO", ""],
+        ["environment", "character varying", "NO", "20"],
+        ["status", "character varying", "NO", "20"],
+        ["deploymentUrl", "character varying", "YES", "255"],
+        ["githubCommitSha", "character varying", "YES", "64"],
+        ["vercelDeploymentId", "character varying", "YES", "64"],
+        ["createdAt", "timestamp without time zone", "NO", ""],
+        ["updatedAt", "timestamp without time zone", "NO", ""],
+    ];
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(columns[i], want.map(String::from), "column {i}");
+    }
+
+    let checks = rows(
+        &app,
+        "SELECT conname::text, pg_get_constraintdef(c.oid) FROM pg_constraint c \
+         JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE t.relname = 'deployments' AND n.nspname = current_schema() AND c.contype = 'c' \
+         ORDER BY conname",
+    )
+    .await;
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_eq!(checks[0][0], "check_environment");
+    assert!(checks[0][1].contains("'staging'") && checks[0][1].contains("'production'"));
+    assert_eq!(checks[1][0], "check_status");
+    for status in ["pending", "building", "ready", "failed"] {
+        assert!(checks[1][1].contains(&format!("'{status}'")), "{checks:?}");
+    }
+
+    let fks = rows(
+        &app,
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c \
+         JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE t.relname = 'deployments' AND n.nspname = current_schema() AND c.contype = 'f'",
+    )
+    .await;
+    assert_eq!(fks.len(), 1);
+    assert!(
+        fks[0][0].contains("REFERENCES apps(id) ON DELETE CASCADE"),
+        "{fks:?}"
+    );
+
+    let indexes = rows(
+        &app,
+        "SELECT indexname::text, indexdef FROM pg_indexes \
+         WHERE schemaname = current_schema() AND tablename = 'deployments'",
+    )
+    .await;
+    let names: Vec<&str> = indexes.iter().map(|r| r[0].as_str()).collect();
+    for name in [
+        "idx_deployments_app_id",
+        "idx_deployments_environment",
+        "idx_deployments_status",
+        "idx_deployments_app_env_created",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let composite = indexes
+        .iter()
+        .find(|r| r[0] == "idx_deployments_app_env_created")
+        .unwrap();
+    assert!(
+        composite[1].contains(r#"("appId", environment, "createdAt" DESC)"#),
+        "{composite:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_enforces_the_seed_checks_and_cascade() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let app_id = app.storefront().await;
+    let id: uuid::Uuid = app_id.parse().unwrap();
+    let bad = app
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            r#"INSERT INTO deployments (id, "appId", environment, status) VALUES (?, ?, 'qa', 'pending')"#,
+            [uuid::Uuid::new_v4().into(), id.into()],
+        ))
+        .await;
+    assert!(bad.is_err(), "the environment CHECK holds");
+    app.fixture("github/push.staging.json").await;
+    assert_eq!(app.deployments().await.len(), 1);
+    app.db
+        .execute_raw(Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "DELETE FROM apps WHERE id = ?",
+            [id.into()],
+        ))
+        .await
+        .unwrap();
+    assert!(
+        app.deployments().await.is_empty(),
+        "deleting the app cascades"
+    );
+    assert_eq!(app.delivery_count().await, 1, "the ledger outlives the app");
+}
