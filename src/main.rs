@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use migration::{Migrator, MigratorTrait};
-use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use sea_orm::DatabaseConnection;
 use tracing_subscriber::EnvFilter;
 
-use deploy_tracker::config::{AddApp, AppsCommand, Cli, Command, LogFormat, ServeArgs};
+use deploy_tracker::cli;
+use deploy_tracker::config::{Cli, Command, LogFormat, ServeArgs};
 use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::http::{self, AppState};
-use deploy_tracker::store::{self, apps};
+use deploy_tracker::store;
 
 #[tokio::main]
 async fn main() {
@@ -55,20 +55,15 @@ async fn run(cli: Cli) -> Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Apps(AppsCommand::Add(args)) => add_app(&cli.database_url, args).await,
-        Command::Apps(AppsCommand::List) => list_apps(&cli.database_url).await,
+        Command::Apps(command) => cli::apps::run(&open(&cli.database_url).await?, command).await,
     }
 }
 
 /// Connects and applies pending migrations.
 async fn open(url: &str) -> Result<DatabaseConnection> {
-    let db = store::connect(url)
+    store::open(url)
         .await
-        .with_context(|| format!("cannot open the database at {}", redact(url)))?;
-    Migrator::up(&db, None)
-        .await
-        .context("cannot apply migrations")?;
-    Ok(db)
+        .with_context(|| format!("cannot open the database at {}", redact(url)))
 }
 
 /// Hides a password in a database URL.
@@ -125,43 +120,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-async fn add_app(database_url: &str, args: AddApp) -> Result<()> {
-    let db = open(database_url).await?;
-    let app = apps::NewApp {
-        name: args.name,
-        github_repo: args.github_repo,
-        vercel_project_id: args.vercel_project_id,
-        staging_branch: args.staging_branch,
-        production_branch: args.production_branch,
-    }
-    .create(&db)
-    .await?;
-    println!("{}", serde_json::to_string_pretty(&app)?);
-    Ok(())
-}
-
-async fn list_apps(database_url: &str) -> Result<()> {
-    let db = open(database_url).await?;
-    let apps = apps::Entity::find()
-        .order_by_desc(apps::Column::CreatedAt)
-        .all(&db)
-        .await?;
-    println!(
-        "{:<36}  {:<20}  {:<30}  {:<12}  {:<12}  VERCEL PROJECT",
-        "ID", "NAME", "GITHUB REPO", "STAGING", "PRODUCTION"
-    );
-    for app in apps {
-        println!(
-            "{:<36}  {:<20}  {:<30}  {:<12}  {:<12}  {}",
-            app.id,
-            app.name,
-            app.github_repo,
-            app.staging_branch,
-            app.production_branch,
-            app.vercel_project_id.as_deref().unwrap_or("-")
-        );
-    }
-    Ok(())
 }

@@ -17,6 +17,14 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(connect_options(url)).await
 }
 
+/// Connects and applies pending migrations: what every command does first.
+pub async fn open(url: &str) -> Result<DatabaseConnection, DbErr> {
+    use migration::{Migrator, MigratorTrait};
+    let db = connect(url).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
 /// The pool settings [`connect`] uses, for callers that add their own (tests set a
 /// schema search path).
 pub fn connect_options(url: &str) -> ConnectOptions {

@@ -1,0 +1,3 @@
+//! Subcommands that work straight against the database (`DATABASE_URL`).
+
+pub mod apps;
