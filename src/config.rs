@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::http::DEFAULT_MAX_BODY_BYTES;
+use crate::http::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY};
 use crate::store::DEFAULT_DATABASE_URL;
 use crate::webhooks::signature::Secrets;
 
@@ -85,6 +85,21 @@ pub struct ServeArgs {
     /// Largest webhook body accepted, in bytes (GitHub's cap is 25 MiB).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+
+    /// A request not answered in this many milliseconds gets 503 (GitHub gives up at 10 s).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 8000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
+    /// Requests in flight beyond this are refused with 503 instead of queued.
+    #[arg(long, env = "MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY, value_parser = parse_positive)]
+    pub max_concurrency: usize,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("{s:?} is not a positive whole number")),
+        Ok(n) => Ok(n),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -11,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 use deploy_tracker::cli;
 use deploy_tracker::config::{Cli, Command, LogFormat, ServeArgs};
 use deploy_tracker::deployments::ingest::Ingest;
-use deploy_tracker::http::{self, AppState};
+use deploy_tracker::http::{self, AppState, Limits};
 use deploy_tracker::store;
 
 #[tokio::main]
@@ -94,6 +95,10 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         vercel_secrets: Arc::new(vercel_secrets),
         api_token: args.api_token.map(Arc::from),
         max_body_bytes: args.max_body_bytes,
+        limits: Limits {
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_concurrency: args.max_concurrency,
+        },
     };
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await

@@ -86,6 +86,7 @@ pub struct Receipt {
     pub id: Uuid,
     pub outcome: Outcome,
     pub reason: String,
+    pub app_id: Option<Uuid>,
     pub deployment_id: Option<Uuid>,
 }
 
@@ -94,6 +95,7 @@ pub struct Receipt {
 pub(crate) struct Effect {
     outcome: Outcome,
     reason: String,
+    app_id: Option<Uuid>,
     deployment_id: Option<Uuid>,
 }
 
@@ -102,11 +104,13 @@ impl Effect {
         Self {
             outcome,
             reason: reason.into(),
+            app_id: None,
             deployment_id: None,
         }
     }
 
-    fn on(mut self, deployment_id: Uuid) -> Self {
+    fn on(mut self, app_id: Uuid, deployment_id: Uuid) -> Self {
+        self.app_id = Some(app_id);
         self.deployment_id = Some(deployment_id);
         self
     }
@@ -174,6 +178,7 @@ impl Ingest {
             id: ledger_id,
             outcome: effect.outcome,
             reason: effect.reason,
+            app_id: effect.app_id,
             deployment_id: effect.deployment_id,
         })
     }
@@ -189,6 +194,7 @@ impl Ingest {
             id: original.id,
             outcome: Outcome::Duplicate,
             reason: format!("delivery already recorded as {}", original.outcome),
+            app_id: None,
             deployment_id: original.deployment_id,
         })
     }
@@ -308,7 +314,7 @@ async fn apply_push(txn: &DatabaseTransaction, push: &Push) -> Result<Effect, Db
                 .await?
             }
         };
-        first.get_or_insert(id);
+        first.get_or_insert((app.id, id));
     }
     let Some(first) = first else {
         return Ok(Effect::new(
@@ -325,7 +331,7 @@ async fn apply_push(txn: &DatabaseTransaction, push: &Push) -> Result<Effect, Db
         (1, _) => Effect::new(Outcome::Applied, "pending deployment created"),
         (n, _) => Effect::new(Outcome::Applied, format!("{n} pending deployments created")),
     };
-    Ok(effect.on(first))
+    Ok(effect.on(first.0, first.1))
 }
 
 /// The app a Vercel event belongs to: by project id, else by repository when exactly
@@ -442,7 +448,7 @@ async fn apply_vercel(
             Outcome::Applied,
             format!("deployment created as {}", event.status),
         )
-        .on(id));
+        .on(app.id, id));
     };
 
     let id = row.id;
@@ -495,7 +501,7 @@ async fn apply_vercel(
             format!("deployment is already {current}"),
         ),
     };
-    Ok(effect.on(id))
+    Ok(effect.on(app.id, id))
 }
 
 pub(crate) struct NewDeployment {

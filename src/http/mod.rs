@@ -2,16 +2,22 @@
 
 pub mod api;
 pub mod error;
+pub mod ops;
 pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::deployments::ingest::Ingest;
 use crate::webhooks::signature::Secrets;
@@ -19,6 +25,10 @@ use error::ApiError;
 
 /// GitHub caps webhook payloads at 25 MB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+/// Shorter than GitHub's 10 s, so a slow request is answered 503 (and retried by
+/// Vercel) before the sender gives up on it.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+pub const DEFAULT_MAX_CONCURRENCY: usize = 512;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,10 +37,30 @@ pub struct AppState {
     pub vercel_secrets: Arc<Secrets>,
     pub api_token: Option<Arc<str>>,
     pub max_body_bytes: usize,
+    pub limits: Limits,
+}
+
+/// How much work the server takes on at once, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub request_timeout: Duration,
+    /// Requests in flight beyond this are refused with 503 at once, not queued.
+    pub max_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        }
+    }
 }
 
 /// The whole service as one `Router`, for `serve` and for tests alike.
 pub fn app(state: AppState) -> Router {
+    // Installed before the first request so nothing counted early is lost.
+    ops::prometheus();
     let webhooks = Router::new()
         .route("/webhooks/github", post(webhooks::github))
         .route("/webhooks/vercel", post(webhooks::vercel))
@@ -44,12 +74,39 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(64 * 1024))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    let limits = state.limits;
+    let guarded = Router::new().merge(webhooks).merge(api).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                overloaded()
+            }))
+            .load_shed()
+            .concurrency_limit(limits.max_concurrency)
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                limits.request_timeout,
+            )),
+    );
+    // Health and metrics stay outside the limits so probes still answer under load.
     Router::new()
-        .merge(webhooks)
-        .merge(api)
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(guarded)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn(ops::track))
         .with_state(state)
+}
+
+fn overloaded() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({
+            "error": "overloaded",
+            "message": "the server is at its concurrency limit; try again",
+        })),
+    )
+        .into_response()
 }
 
 /// `/api` auth: with `API_TOKEN` set every route needs the bearer token; without it

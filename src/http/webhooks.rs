@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use super::AppState;
+use std::time::Instant;
+
 use super::error::{ApiError, Result};
+use super::{AppState, ops};
 use crate::deployments::ingest::Outcome;
 use crate::webhooks::signature::{self, SignatureError};
 use crate::webhooks::{ContentType, Delivery, Event, github, vercel};
@@ -20,13 +22,14 @@ pub async fn github(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = read_body(body, state.max_body_bytes)?;
+    let body = read_body(body, state.max_body_bytes).inspect_err(|e| refused("github", e))?;
     signature::verify_github(
         &state.github_secrets,
         headers.get("x-hub-signature-256").map(|v| v.as_bytes()),
         &body,
     )
-    .map_err(rejected)?;
+    .map_err(rejected)
+    .inspect_err(|e| refused("github", e))?;
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = github::delivery(
         header("x-github-event"),
@@ -42,13 +45,14 @@ pub async fn vercel(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = read_body(body, state.max_body_bytes)?;
+    let body = read_body(body, state.max_body_bytes).inspect_err(|e| refused("vercel", e))?;
     signature::verify_vercel(
         &state.vercel_secrets,
         headers.get("x-vercel-signature").map(|v| v.as_bytes()),
         &body,
     )
-    .map_err(rejected)?;
+    .map_err(rejected)
+    .inspect_err(|e| refused("vercel", e))?;
     let delivery = vercel::delivery(content_type(&headers), body.to_vec());
     ingest(&state, delivery).await
 }
@@ -65,6 +69,20 @@ fn read_body(body: std::result::Result<Bytes, BytesRejection>, limit: usize) -> 
             ApiError::BadRequest(format!("the body could not be read: {rejection}"))
         }
     })
+}
+
+/// Counts a delivery refused before or during ingest, by why.
+fn refused(provider: &'static str, err: &ApiError) {
+    let reason = match err {
+        ApiError::Unauthorized(_) => "signature",
+        ApiError::PayloadTooLarge(_) => "too_large",
+        ApiError::NotConfigured(_) => "not_configured",
+        ApiError::BadRequest(_) => "malformed",
+        ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+        ApiError::Unavailable(_) | ApiError::Internal(_) => "database",
+        ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::Conflict(_) => "other",
+    };
+    ops::count_delivery(provider, "rejected", reason);
 }
 
 fn rejected(err: SignatureError) -> ApiError {
@@ -86,14 +104,32 @@ async fn ingest(state: &AppState, delivery: Delivery) -> Result<Response> {
         provider = delivery.provider.as_str(),
         delivery_id = %delivery.delivery_id,
         event_type = %delivery.event_type,
+        app_id = tracing::field::Empty,
         deployment_id = tracing::field::Empty,
     );
+    let provider = delivery.provider.as_str();
     async move {
-        let receipt = state.ingest.ingest(&delivery).await?;
+        let started = Instant::now();
+        let receipt = state
+            .ingest
+            .ingest(&delivery)
+            .await
+            .map_err(ApiError::from)
+            .inspect_err(|e| refused(provider, e))?;
+        metrics::histogram!("deploy_tracker_ingest_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let span = tracing::Span::current();
+        if let Some(id) = receipt.app_id {
+            span.record("app_id", tracing::field::display(id));
+        }
         if let Some(id) = receipt.deployment_id {
-            tracing::Span::current().record("deployment_id", tracing::field::display(id));
+            span.record("deployment_id", tracing::field::display(id));
         }
         tracing::info!(outcome = receipt.outcome.as_str(), reason = %receipt.reason, "delivery recorded");
+        match receipt.outcome {
+            Outcome::Malformed => ops::count_delivery(provider, "rejected", "malformed"),
+            outcome => ops::count_delivery(provider, outcome.as_str(), ""),
+        }
         let status = match (&delivery.event, receipt.outcome) {
             (Event::Malformed(m), Outcome::Malformed) if m.unsupported_media_type => {
                 return Err(ApiError::UnsupportedMediaType(receipt.reason));

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use deploy_tracker::deployments::ingest::Ingest;
-use deploy_tracker::http::{AppState, DEFAULT_MAX_BODY_BYTES, app};
+use deploy_tracker::http::{AppState, DEFAULT_MAX_BODY_BYTES, Limits, app};
 use deploy_tracker::store::{self, deliveries, deployments};
 use deploy_tracker::webhooks::signature::{Secrets, sign_github, sign_vercel};
 use http_body_util::BodyExt;
@@ -132,6 +132,7 @@ impl TestApp {
             vercel_secrets: secrets(vercel),
             api_token: Some(Arc::from("test-token")),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: Limits::default(),
         };
         Some(Self {
             backend,

@@ -1,0 +1,175 @@
+//! Operations routes: liveness, readiness and Prometheus metrics, plus the request
+//! metrics middleware.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{DbBackend, EntityTrait, QuerySelect};
+
+use super::AppState;
+use crate::deployments::state::Status;
+use crate::store::deployments;
+
+/// How long `/readyz` waits for the database before calling it unavailable.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let latency_buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (several apps in one test
+        // process); the handle still renders this one's metrics.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "deploy_tracker_deliveries_total",
+        "Webhook deliveries by provider and outcome (rejected ones by reason)"
+    );
+    metrics::describe_histogram!(
+        "deploy_tracker_ingest_duration_seconds",
+        "Time to record and apply one verified delivery, commit included"
+    );
+    metrics::describe_counter!(
+        "deploy_tracker_http_requests_total",
+        "HTTP requests by route, method and status"
+    );
+    metrics::describe_histogram!(
+        "deploy_tracker_http_request_duration_seconds",
+        "HTTP request latency by route"
+    );
+    metrics::describe_gauge!(
+        "deploy_tracker_db_pool_connections",
+        "Database pool connections by state (in_use, idle)"
+    );
+    metrics::describe_gauge!(
+        "deploy_tracker_deployments",
+        "Deployments currently in each status"
+    );
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(READY_TIMEOUT, state.ingest.db().ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "not ready: database ping failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: database ping timed out");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database did not answer in time",
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    record_pool(&state);
+    if let Err(err) = record_status_counts(&state).await {
+        tracing::warn!(error = %err, "deployment counts unavailable for /metrics");
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+        .into_response()
+}
+
+fn record_pool(state: &AppState) {
+    let db = state.ingest.db();
+    let (size, idle) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => return,
+    };
+    let idle = idle as f64;
+    metrics::gauge!("deploy_tracker_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("deploy_tracker_db_pool_connections", "state" => "in_use")
+        .set(f64::from(size) - idle);
+}
+
+/// One grouped count over the status index; every status is reported, zero included.
+async fn record_status_counts(state: &AppState) -> Result<(), sea_orm::DbErr> {
+    let counts: Vec<(Status, i64)> = deployments::Entity::find()
+        .select_only()
+        .column(deployments::Column::Status)
+        .column_as(Expr::col(deployments::Column::Id).count(), "n")
+        .group_by(deployments::Column::Status)
+        .into_tuple()
+        .all(state.ingest.db())
+        .await?;
+    for status in Status::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("deploy_tracker_deployments", "status" => status.as_str()).set(n as f64);
+    }
+    Ok(())
+}
+
+/// Counts and times every request by its route template (never the raw path, so
+/// ids do not explode the label set).
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "deploy_tracker_http_requests_total",
+        "route" => route.clone(),
+        "method" => method,
+        "status" => status,
+    )
+    .increment(1);
+    metrics::histogram!("deploy_tracker_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts one delivery by provider and outcome; refused ones carry the reason.
+pub fn count_delivery(provider: &'static str, outcome: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "deploy_tracker_deliveries_total",
+        "provider" => provider,
+        "outcome" => outcome,
+        "reason" => reason,
+    )
+    .increment(1);
+}
