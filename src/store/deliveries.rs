@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sea_orm::entity::prelude::*;
-use sea_orm::{DerivePartialModel, QueryOrder, QuerySelect, Select};
+use sea_orm::{DerivePartialModel, QueryOrder, QuerySelect, SelectModel, Selector};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -121,7 +121,11 @@ pub struct Filter {
 
 /// The statement behind [`list`]: newest first on ("receivedAt", id), bodies left
 /// out. Indexes: (outcome, "receivedAt") or ("receivedAt", id).
-pub fn list_query(filter: Filter, cursor: Option<Cursor>, limit: Limit) -> Select<Entity> {
+pub fn list_query(
+    filter: Filter,
+    cursor: Option<Cursor>,
+    limit: Limit,
+) -> Selector<SelectModel<Summary>> {
     let mut select = Entity::find();
     if let Some(outcome) = filter.outcome {
         select = select.filter(Column::Outcome.eq(outcome.as_str()));
@@ -136,6 +140,7 @@ pub fn list_query(filter: Filter, cursor: Option<Cursor>, limit: Limit) -> Selec
         .order_by_desc(Column::ReceivedAt)
         .order_by_desc(Column::Id)
         .limit(limit.get() + 1)
+        .into_partial_model::<Summary>()
 }
 
 /// A page of the ledger, newest first, without bodies.
@@ -145,10 +150,7 @@ pub async fn list<C: ConnectionTrait>(
     cursor: Option<Cursor>,
     limit: Limit,
 ) -> Result<Page<Summary>, DbErr> {
-    let rows = list_query(filter, cursor, limit)
-        .into_partial_model::<Summary>()
-        .all(db)
-        .await?;
+    let rows = list_query(filter, cursor, limit).all(db).await?;
     Ok(Page::from_rows(rows, limit, |d| Cursor {
         at: d.received_at,
         id: d.id,
