@@ -4,8 +4,12 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::deployments::ingest::Outcome;
 use crate::http::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY};
 use crate::store::DEFAULT_DATABASE_URL;
+use crate::store::deployments::{Environment, Status};
+use crate::store::page::Limit;
+use crate::webhooks::Provider;
 use crate::webhooks::signature::Secrets;
 
 #[derive(Debug, Parser)]
@@ -42,6 +46,80 @@ pub enum Command {
     /// The app registry.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// Deployment history.
+    #[command(subcommand)]
+    Deployments(DeploymentsCommand),
+    /// The ledger of verified deliveries.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentsCommand {
+    /// List deployments, newest first.
+    List(ListDeployments),
+    /// Show the newest deployment of an app to an environment.
+    Latest(LatestDeployment),
+}
+
+#[derive(Debug, Args)]
+pub struct ListDeployments {
+    /// Only this app, by name or id.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only staging or production.
+    #[arg(long)]
+    pub environment: Option<Environment>,
+    /// Only pending, building, ready or failed.
+    #[arg(long)]
+    pub status: Option<Status>,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LatestDeployment {
+    /// The app, by name or id.
+    #[arg(long)]
+    pub app: String,
+    /// staging or production.
+    #[arg(long)]
+    pub environment: Environment,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries, newest first (without their bodies).
+    List(ListDeliveries),
+}
+
+#[derive(Debug, Args)]
+pub struct ListDeliveries {
+    /// Only applied, duplicate, ignored, unmatched, stale or malformed.
+    #[arg(long)]
+    pub outcome: Option<Outcome>,
+    /// Only github or vercel.
+    #[arg(long)]
+    pub provider: Option<Provider>,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+/// Paging and output flags every list takes.
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// Rows to show, 1 to 500.
+    #[arg(long, default_value = "50")]
+    pub limit: Limit,
+    /// Continue after a previous page (its `next page:` line, or `nextCursor` in JSON).
+    #[arg(long)]
+    pub cursor: Option<crate::store::page::Cursor>,
+    /// Print the page as the API's JSON (`{items, nextCursor}`) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,6 +57,12 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Apps(command) => cli::apps::run(&open(&cli.database_url).await?, command).await,
+        Command::Deployments(command) => {
+            cli::deployments::run(&open(&cli.database_url).await?, command).await
+        }
+        Command::Deliveries(command) => {
+            cli::deliveries::run(&open(&cli.database_url).await?, command).await
+        }
     }
 }
 

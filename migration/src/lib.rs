@@ -7,6 +7,7 @@ mod m20261125_000001_create_apps;
 mod m20261125_000002_create_deployments;
 mod m20261125_000003_create_webhook_deliveries;
 mod m20261125_000004_add_deployment_lookup_keys;
+mod m20261126_000005_add_deployments_app_created;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_deployments::Migration),
             Box::new(m20261125_000003_create_webhook_deliveries::Migration),
             Box::new(m20261125_000004_add_deployment_lookup_keys::Migration),
+            Box::new(m20261126_000005_add_deployments_app_created::Migration),
         ]
     }
 }

@@ -1,7 +1,7 @@
 //! `deploy-tracker apps add|list`.
 
 use anyhow::Result;
-use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use sea_orm::DatabaseConnection;
 
 use crate::config::AppsCommand;
 use crate::store::apps;
@@ -21,11 +21,7 @@ pub async fn run(db: &DatabaseConnection, command: AppsCommand) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&app)?);
         }
         AppsCommand::List => {
-            let apps = apps::Entity::find()
-                .order_by_desc(apps::Column::CreatedAt)
-                .order_by_desc(apps::Column::Id)
-                .all(db)
-                .await?;
+            let apps = apps::all(db).await?;
             println!(
                 "{:<36}  {:<20}  {:<30}  {:<12}  {:<12}  VERCEL PROJECT",
                 "ID", "NAME", "GITHUB REPO", "STAGING", "PRODUCTION"

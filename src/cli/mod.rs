@@ -1,3 +1,5 @@
 //! Subcommands that work straight against the database (`DATABASE_URL`).
 
 pub mod apps;
+pub mod deliveries;
+pub mod deployments;

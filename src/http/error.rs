@@ -32,6 +32,16 @@ pub enum ApiError {
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+/// The body of every error answer, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// A stable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, …
+    error: String,
+    /// A sentence for people.
+    message: String,
+}
+
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {

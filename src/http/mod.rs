@@ -8,16 +8,19 @@ pub mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::deployments::ingest::Ingest;
 use crate::webhooks::signature::Secrets;
@@ -58,24 +61,30 @@ impl Default for Limits {
 }
 
 /// The whole service as one `Router`, for `serve` and for tests alike.
+///
+/// Every route is registered through `routes!`, which takes its method and path from
+/// the handler's `#[utoipa::path]`: the router and `/openapi.json` come from the same
+/// list. Do not add routes with a bare `.route(…)`; a test compares the two.
 pub fn app(state: AppState) -> Router {
     // Installed before the first request so nothing counted early is lost.
     ops::prometheus();
-    let webhooks = Router::new()
-        .route("/webhooks/github", post(webhooks::github))
-        .route("/webhooks/vercel", post(webhooks::vercel))
+    let webhooks = OpenApiRouter::new()
+        .routes(routes!(webhooks::github))
+        .routes(routes!(webhooks::vercel))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
-    let api = Router::new()
-        .route("/api/apps", get(api::list_apps).post(api::create_app))
-        .route("/api/apps/{app_id}", get(api::get_app))
-        .route(
-            "/api/apps/{app_id}/deployments",
-            get(api::list_app_deployments),
-        )
+    let api = OpenApiRouter::new()
+        .routes(routes!(api::list_apps, api::create_app))
+        .routes(routes!(api::get_app))
+        .routes(routes!(api::list_app_deployments, api::create_deployment))
+        .routes(routes!(api::latest_app_deployment))
+        .routes(routes!(api::list_deployments))
+        .routes(routes!(api::get_deployment))
+        .routes(routes!(api::list_deliveries))
+        .routes(routes!(api::get_delivery))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let limits = state.limits;
-    let guarded = Router::new().merge(webhooks).merge(api).layer(
+    let guarded = OpenApiRouter::new().merge(webhooks).merge(api).layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                 overloaded()
@@ -87,15 +96,71 @@ pub fn app(state: AppState) -> Router {
                 limits.request_timeout,
             )),
     );
-    // Health and metrics stay outside the limits so probes still answer under load.
-    Router::new()
+    // Health, metrics and the document stay outside the limits so probes still
+    // answer under load.
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(guarded)
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi_json))
+        .split_for_parts();
+    let doc = OpenApiJson(Arc::from(
+        doc.to_json().expect("the OpenAPI document serialises"),
+    ));
+    router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(ops::track))
         .with_state(state)
+        .layer(Extension(doc))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "deploy-tracker",
+        description = "An exact history of staging and production deployments, from verified GitHub and Vercel webhooks.\n\n\
+With `API_TOKEN` set on the server, every `/api` route needs `Authorization: Bearer <token>`; \
+without it, GET routes are open and writes answer 403. Lists are newest first as `{items, nextCursor}`: \
+pass `nextCursor` back as `cursor` for the next page. Errors are `{error, message}`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "webhooks", description = "Signed deliveries from GitHub and Vercel (no token)"),
+        (name = "apps", description = "The app registry"),
+        (name = "deployments", description = "Deployment history"),
+        (name = "deliveries", description = "The ledger of every verified delivery"),
+        (name = "service", description = "Health and this document (no token)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// The document, serialised once when the router is built.
+#[derive(Clone)]
+struct OpenApiJson(Arc<str>);
+
+/// This OpenAPI 3 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
+async fn openapi_json(Extension(OpenApiJson(doc)): Extension<OpenApiJson>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+        .into_response()
 }
 
 fn overloaded() -> Response {

@@ -67,10 +67,17 @@ fn describe() {
     );
 }
 
+/// Liveness: the process answers (no I/O).
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = String, example = "ok")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Readiness: the database answers within a second.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses(
+    (status = 200, body = String, example = "ready"),
+    (status = 503, body = String, description = "the database is unreachable or slow"),
+))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(READY_TIMEOUT, state.ingest.db().ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
@@ -89,6 +96,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses(
+    (status = 200, content_type = "text/plain", body = String),
+))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     record_pool(&state);
     if let Err(err) = record_status_counts(&state).await {

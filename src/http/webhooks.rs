@@ -11,12 +11,31 @@ use tracing::Instrument;
 
 use std::time::Instant;
 
-use super::error::{ApiError, Result};
+use super::error::{ApiError, ErrorBody, Result};
 use super::{AppState, ops};
 use crate::deployments::ingest::Outcome;
 use crate::webhooks::signature::{self, SignatureError};
 use crate::webhooks::{ContentType, Delivery, Event, github, vercel};
 
+/// A GitHub delivery, signed with `X-Hub-Signature-256`.
+#[utoipa::path(
+    post, path = "/webhooks/github", tag = "webhooks",
+    params(
+        ("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body>"),
+        ("X-GitHub-Event" = String, Header),
+        ("X-GitHub-Delivery" = String, Header),
+    ),
+    request_body(content = String, content_type = "application/json", description = "the raw push payload (form-encoded `payload=` too)"),
+    responses(
+        (status = 200, description = "applied, a duplicate delivery id, or ping: a receipt {id, outcome, reason, deploymentId}"),
+        (status = 202, description = "kept, but ignored, unmatched or stale: a receipt"),
+        (status = 400, description = "signed but malformed (kept raw)", body = ErrorBody),
+        (status = 401, description = "missing or wrong signature (nothing stored)", body = ErrorBody),
+        (status = 413, description = "body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "unsupported content type", body = ErrorBody),
+        (status = 503, description = "no secret configured, or the database is unavailable", body = ErrorBody),
+    ),
+)]
 pub async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -40,6 +59,21 @@ pub async fn github(
     ingest(&state, delivery).await
 }
 
+/// A Vercel delivery, signed with `x-vercel-signature`.
+#[utoipa::path(
+    post, path = "/webhooks/vercel", tag = "webhooks",
+    params(("x-vercel-signature" = String, Header, description = "hex HMAC-SHA1 of the raw body")),
+    request_body(content = String, content_type = "application/json", description = "the raw event envelope {id, type, createdAt, payload}"),
+    responses(
+        (status = 200, description = "applied, a duplicate delivery id, or ping: a receipt {id, outcome, reason, deploymentId}"),
+        (status = 202, description = "kept, but ignored, unmatched or stale: a receipt"),
+        (status = 400, description = "signed but malformed (kept raw)", body = ErrorBody),
+        (status = 401, description = "missing or wrong signature (nothing stored)", body = ErrorBody),
+        (status = 413, description = "body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "unsupported content type", body = ErrorBody),
+        (status = 503, description = "no secret configured, or the database is unavailable", body = ErrorBody),
+    ),
+)]
 pub async fn vercel(
     State(state): State<AppState>,
     headers: HeaderMap,

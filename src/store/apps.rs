@@ -1,12 +1,16 @@
 //! The app registry.
 
 use sea_orm::ActiveValue::Set;
+use sea_orm::QueryOrder;
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+/// A registered app: which repository and Vercel project its deployments come from.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, ToSchema)]
 #[sea_orm(table_name = "apps")]
 #[serde(rename_all = "camelCase")]
+#[schema(as = App)]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
@@ -43,15 +47,18 @@ impl Related<super::deployments::Entity> for Entity {
 impl ActiveModelBehavior for ActiveModel {}
 
 /// A request to register an app, validated before it reaches the database.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewApp {
     pub name: String,
+    /// `owner/name`, matched case-insensitively.
     pub github_repo: String,
     #[serde(default)]
     pub vercel_project_id: Option<String>,
+    /// Defaults to `staging`.
     #[serde(default)]
     pub staging_branch: Option<String>,
+    /// Defaults to `main`.
     #[serde(default)]
     pub production_branch: Option<String>,
 }
@@ -154,4 +161,13 @@ pub async fn find_by_id_or_name<C: ConnectionTrait>(
         return Ok(Some(app));
     }
     Entity::find().filter(Column::Name.eq(key)).one(db).await
+}
+
+/// Every app, newest first. The registry is small (one row per app), so it is not paged.
+pub async fn all<C: ConnectionTrait>(db: &C) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .all(db)
+        .await
 }

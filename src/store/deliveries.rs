@@ -1,7 +1,15 @@
-//! The delivery ledger, `webhook_deliveries`.
+//! The delivery ledger, `webhook_deliveries`, and the queries that read it back.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use sea_orm::entity::prelude::*;
+use sea_orm::{DerivePartialModel, QueryOrder, QuerySelect, SelectModel, Selector};
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::page::{Cursor, Limit, Page};
+use crate::deployments::ingest::Outcome;
+use crate::webhooks::Provider;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
 #[sea_orm(table_name = "webhook_deliveries")]
@@ -29,3 +37,122 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// A ledger row without its raw body: what lists show.
+#[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel, Serialize, ToSchema)]
+#[sea_orm(entity = "Entity")]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Delivery)]
+pub struct Summary {
+    /// The ledger row's id (not the provider's delivery id).
+    pub id: Uuid,
+    #[schema(schema_with = provider_schema)]
+    pub provider: String,
+    /// The provider's delivery id: `X-GitHub-Delivery`, or the Vercel event's `id`.
+    pub delivery_id: String,
+    pub event_type: String,
+    #[serde(serialize_with = "crate::store::utc")]
+    pub received_at: DateTime,
+    #[schema(schema_with = outcome_schema)]
+    pub outcome: String,
+    pub reason: String,
+    /// The deployment the delivery created or changed, if any.
+    pub deployment_id: Option<Uuid>,
+}
+
+/// One ledger row with its raw body: `body` when the bytes are UTF-8 (as JSON and
+/// form deliveries are), else `bodyBase64`; the other is null.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = DeliveryWithBody)]
+pub struct Detail {
+    #[serde(flatten)]
+    pub delivery: Summary,
+    /// The body exactly as received, when it is valid UTF-8.
+    pub body: Option<String>,
+    /// The body as standard base64, only when it is not valid UTF-8.
+    pub body_base64: Option<String>,
+}
+
+impl From<Model> for Detail {
+    fn from(m: Model) -> Self {
+        let (body, body_base64) = match String::from_utf8(m.body) {
+            Ok(text) => (Some(text), None),
+            Err(e) => (None, Some(STANDARD.encode(e.into_bytes()))),
+        };
+        Detail {
+            delivery: Summary {
+                id: m.id,
+                provider: m.provider,
+                delivery_id: m.delivery_id,
+                event_type: m.event_type,
+                received_at: m.received_at,
+                outcome: m.outcome,
+                reason: m.reason,
+                deployment_id: m.deployment_id,
+            },
+            body,
+            body_base64,
+        }
+    }
+}
+
+fn string_enum(values: impl IntoIterator<Item = &'static str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+pub fn provider_schema() -> utoipa::openapi::Object {
+    string_enum([Provider::Github.as_str(), Provider::Vercel.as_str()])
+}
+
+pub fn outcome_schema() -> utoipa::openapi::Object {
+    string_enum(Outcome::ALL.map(Outcome::as_str))
+}
+
+/// Which deliveries a list shows; every field narrows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub outcome: Option<Outcome>,
+    pub provider: Option<Provider>,
+}
+
+/// The statement behind [`list`]: newest first on ("receivedAt", id), bodies left
+/// out. Indexes: (outcome, "receivedAt") or ("receivedAt", id).
+pub fn list_query(
+    filter: Filter,
+    cursor: Option<Cursor>,
+    limit: Limit,
+) -> Selector<SelectModel<Summary>> {
+    let mut select = Entity::find();
+    if let Some(outcome) = filter.outcome {
+        select = select.filter(Column::Outcome.eq(outcome.as_str()));
+    }
+    if let Some(provider) = filter.provider {
+        select = select.filter(Column::Provider.eq(provider.as_str()));
+    }
+    if let Some(cursor) = cursor {
+        select = select.filter(cursor.rows_after(Column::ReceivedAt, Column::Id));
+    }
+    select
+        .order_by_desc(Column::ReceivedAt)
+        .order_by_desc(Column::Id)
+        .limit(limit.get() + 1)
+        .into_partial_model::<Summary>()
+}
+
+/// A page of the ledger, newest first, without bodies.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    filter: Filter,
+    cursor: Option<Cursor>,
+    limit: Limit,
+) -> Result<Page<Summary>, DbErr> {
+    let rows = list_query(filter, cursor, limit).all(db).await?;
+    Ok(Page::from_rows(rows, limit, |d| Cursor {
+        at: d.received_at,
+        id: d.id,
+    }))
+}

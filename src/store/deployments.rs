@@ -1,12 +1,18 @@
-//! The seed's `deployments` table.
+//! The seed's `deployments` table, and the history queries the API and CLI share.
 
+use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
+use sea_orm::{QueryOrder, QuerySelect, Select};
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::page::{Cursor, Limit, Page};
 pub use crate::deployments::state::Status;
 
 /// The seed stores environments as these lowercase strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(20))")]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
@@ -39,15 +45,18 @@ impl std::str::FromStr for Environment {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+/// One deployment of one app to one environment.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, ToSchema)]
 #[sea_orm(table_name = "deployments")]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Deployment)]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     #[sea_orm(column_name = "appId")]
     pub app_id: Uuid,
     pub environment: Environment,
+    #[schema(schema_with = status_schema)]
     pub status: Status,
     #[sea_orm(column_name = "deploymentUrl")]
     pub deployment_url: Option<String>,
@@ -83,3 +92,140 @@ impl Related<super::apps::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// `Status` lives with the state machine; its schema is the list of its values.
+pub fn status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(Status::ALL.map(Status::as_str)))
+        .build()
+}
+
+/// Which deployments a history lists; every field narrows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub app_id: Option<Uuid>,
+    pub environment: Option<Environment>,
+    pub status: Option<Status>,
+}
+
+/// The statement behind [`history`]: newest first on ("createdAt", id), after the
+/// cursor, one row more than the page. Indexes: ("appId", environment, "createdAt"),
+/// ("appId", "createdAt", id), (status, "createdAt", id) or ("createdAt", id).
+pub fn history_query(filter: Filter, cursor: Option<Cursor>, limit: Limit) -> Select<Entity> {
+    let mut select = Entity::find();
+    if let Some(app_id) = filter.app_id {
+        select = select.filter(Column::AppId.eq(app_id));
+    }
+    if let Some(environment) = filter.environment {
+        select = select.filter(Column::Environment.eq(environment));
+    }
+    if let Some(status) = filter.status {
+        select = select.filter(Column::Status.eq(status));
+    }
+    if let Some(cursor) = cursor {
+        select = select.filter(cursor.rows_after(Column::CreatedAt, Column::Id));
+    }
+    select
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(limit.get() + 1)
+}
+
+/// A page of deployment history, newest first.
+pub async fn history<C: ConnectionTrait>(
+    db: &C,
+    filter: Filter,
+    cursor: Option<Cursor>,
+    limit: Limit,
+) -> Result<Page<Model>, DbErr> {
+    let rows = history_query(filter, cursor, limit).all(db).await?;
+    Ok(Page::from_rows(rows, limit, |d| Cursor {
+        at: d.created_at,
+        id: d.id,
+    }))
+}
+
+/// The statement behind [`latest`]; served by idx_deployments_app_env_created.
+pub fn latest_query(app_id: Uuid, environment: Environment) -> Select<Entity> {
+    Entity::find()
+        .filter(Column::AppId.eq(app_id))
+        .filter(Column::Environment.eq(environment))
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(1)
+}
+
+/// The newest deployment of an app to an environment, whatever its status.
+pub async fn latest<C: ConnectionTrait>(
+    db: &C,
+    app_id: Uuid,
+    environment: Environment,
+) -> Result<Option<Model>, DbErr> {
+    latest_query(app_id, environment).one(db).await
+}
+
+/// What an orchestrator sends to record a deployment it is about to start.
+#[derive(Debug, Clone, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewDeployment {
+    /// `staging` or `production`.
+    pub environment: String,
+    /// The commit being deployed: 40 or 64 hex digits.
+    #[serde(default)]
+    pub github_commit_sha: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateDeploymentError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "a deployment of this commit to this environment is already recorded and not yet linked to Vercel"
+    )]
+    Conflict,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl NewDeployment {
+    /// Inserts a `pending` row for the app. The caller has checked the app exists.
+    pub async fn create<C: ConnectionTrait>(
+        self,
+        db: &C,
+        app_id: Uuid,
+    ) -> Result<Model, CreateDeploymentError> {
+        let environment: Environment = self
+            .environment
+            .parse()
+            .map_err(CreateDeploymentError::Invalid)?;
+        let sha = match self.github_commit_sha {
+            Some(sha) if crate::webhooks::is_commit_sha(&sha) => Some(sha.to_ascii_lowercase()),
+            Some(sha) => {
+                return Err(CreateDeploymentError::Invalid(format!(
+                    "githubCommitSha must be 40 or 64 hex digits, got {sha:?}"
+                )));
+            }
+            None => None,
+        };
+        let now = crate::webhooks::now();
+        let row = ActiveModel {
+            id: Set(Uuid::now_v7()),
+            app_id: Set(app_id),
+            environment: Set(environment),
+            status: Set(Status::Pending),
+            deployment_url: Set(None),
+            github_commit_sha: Set(sha),
+            vercel_deployment_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            error_message: Set(None),
+        };
+        // Only uq_deployments_unlinked_commit can fire: the row has a fresh id and no
+        // Vercel id.
+        row.insert(db).await.map_err(|e| match e.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => CreateDeploymentError::Conflict,
+            _ => CreateDeploymentError::Db(e),
+        })
+    }
+}

@@ -1,8 +1,10 @@
-//! SeaORM entities for the three tables, and the connection set-up.
+//! SeaORM entities for the three tables, the queries the API and CLI share, and the
+//! connection set-up.
 
 pub mod apps;
 pub mod deliveries;
 pub mod deployments;
+pub mod page;
 
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod api;
+mod cli;
 mod concurrency;
 mod ops;
 mod schema;
