@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use tracing_subscriber::EnvFilter;
 
 use deploy_tracker::cli;
-use deploy_tracker::config::{Cli, Command, LogFormat, ServeArgs};
+use deploy_tracker::config::{Cli, Command, DeliveriesCommand, LogFormat, ServeArgs};
 use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::http::{self, AppState};
 use deploy_tracker::store;
@@ -56,6 +56,18 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Apps(command) => cli::apps::run(&open(&cli.database_url).await?, command).await,
+        Command::Replay(args) => {
+            // Over HTTP the server owns the database; only an offline replay opens it.
+            let db = match args.url {
+                Some(_) => None,
+                None => Some(open(&cli.database_url).await?),
+            };
+            cli::replay::run(db, args).await
+        }
+        Command::Deliveries(DeliveriesCommand::Export(args)) => {
+            cli::export::run(&open(&cli.database_url).await?, args).await
+        }
+        Command::Reprocess(args) => cli::reprocess::run(open(&cli.database_url).await?, args).await,
     }
 }
 
