@@ -4,5 +4,6 @@ mod helpers;
 
 mod api;
 mod concurrency;
+mod replay;
 mod schema;
 mod webhooks;
