@@ -1,6 +1,7 @@
 //! Command-line flags and their environment variables, validated at start-up.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -52,6 +53,10 @@ pub enum Command {
     /// The ledger of verified deliveries.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Send saved payloads (fixtures, exports, scenarios) to a server, or straight into the database.
+    Replay(ReplayArgs),
+    /// Apply stored deliveries again, in the order they were received (e.g. after `apps add`).
+    Reprocess(ReprocessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +99,8 @@ pub struct LatestDeployment {
 pub enum DeliveriesCommand {
     /// List deliveries, newest first (without their bodies).
     List(ListDeliveries),
+    /// Write stored deliveries' raw bodies out as fixture files `replay` reads back.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -208,4 +215,76 @@ impl SecretArgs {
             parse("VERCEL_WEBHOOK_SECRET", &self.vercel_webhook_secret)?,
         ))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Fixture files, folders (their *.json and *.form files, recursively, in path
+    /// order) or scenario files (*.scenario, *.txt: one path per line, relative to it).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// A running server to POST to (http://host:port); without it, deliveries are
+    /// applied to the database at DATABASE_URL directly.
+    #[arg(long, env = "REPLAY_URL")]
+    pub url: Option<String>,
+
+    /// New delivery ids, Vercel deployment ids and commit SHAs for this run, so the
+    /// same payloads make a second history instead of duplicates.
+    #[arg(long, env = "REPLAY_FRESH_IDS")]
+    pub fresh_ids: bool,
+
+    /// Milliseconds to wait between deliveries.
+    #[arg(long, env = "REPLAY_DELAY_MS", default_value_t = 0)]
+    pub delay: u64,
+
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Ledger row ids (the `id` of a delivery, not the provider's delivery id).
+    pub ids: Vec<uuid::Uuid>,
+
+    /// Export every delivery with this outcome instead (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub outcome: Vec<Outcome>,
+
+    /// Instead of ids: only deliveries received at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<chrono::NaiveDateTime>,
+
+    /// Write the one delivery given to exactly this file (`-` for standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Folder to write `<provider>/<event>.<delivery id>.json` files into.
+    #[arg(long, env = "EXPORT_DIR", default_value = "fixtures/captured")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    /// Only deliveries with this outcome (repeatable, or comma-separated); default: all.
+    #[arg(long, env = "REPROCESS_OUTCOME", value_delimiter = ',')]
+    pub outcome: Vec<Outcome>,
+
+    /// Only deliveries received at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, env = "REPROCESS_SINCE", value_parser = parse_time)]
+    pub since: Option<chrono::NaiveDateTime>,
+}
+
+/// A point in time as a flag gives it: RFC 3339, or a date meaning its midnight UTC.
+pub fn parse_time(s: &str) -> Result<chrono::NaiveDateTime, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.naive_utc());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        .map_err(|_| {
+            format!(
+                "{s:?} is not a time: give RFC 3339 (2026-11-25T10:00:00Z) or a date (2026-11-25)"
+            )
+        })
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod deployments;
 pub mod http;
+pub mod replay;
 pub mod simulate;
 pub mod store;
 pub mod webhooks;

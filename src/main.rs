@@ -63,6 +63,15 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Deliveries(command) => {
             cli::deliveries::run(&open(&cli.database_url).await?, command).await
         }
+        Command::Replay(args) => {
+            // Over HTTP the server owns the database; only an offline replay opens it.
+            let db = match args.url {
+                Some(_) => None,
+                None => Some(open(&cli.database_url).await?),
+            };
+            cli::replay::run(db, args).await
+        }
+        Command::Reprocess(args) => cli::reprocess::run(open(&cli.database_url).await?, args).await,
     }
 }
 

@@ -8,6 +8,7 @@ use crate::store::deliveries;
 
 pub async fn run(db: &DatabaseConnection, command: DeliveriesCommand) -> Result<()> {
     match command {
+        DeliveriesCommand::Export(args) => super::export::run(db, args).await?,
         DeliveriesCommand::List(args) => {
             let filter = deliveries::Filter {
                 outcome: args.outcome,

@@ -3,3 +3,6 @@
 pub mod apps;
 pub mod deliveries;
 pub mod deployments;
+pub mod export;
+pub mod replay;
+pub mod reprocess;

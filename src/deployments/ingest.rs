@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::state::{Status, Transition, transition};
 use crate::store::deployments::Environment;
 use crate::store::{apps, deliveries, deployments};
-use crate::webhooks::{Delivery, Event, Push, Target, VercelDeployment, now};
+use crate::webhooks::{Delivery, Event, Provider, Push, Target, VercelDeployment, now};
 
 /// What a delivery did, as the ledger's `outcome` column records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,6 +88,23 @@ pub struct Receipt {
     pub reason: String,
     pub app_id: Option<Uuid>,
     pub deployment_id: Option<Uuid>,
+}
+
+/// What reprocessing one stored delivery left in its ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reprocessed {
+    /// The ledger row's id.
+    pub id: Uuid,
+    pub provider: Provider,
+    pub event_type: String,
+    /// The row's outcome before this run.
+    pub previous_outcome: String,
+    /// The row's outcome, reason and deployment now.
+    pub outcome: String,
+    pub reason: String,
+    pub deployment_id: Option<Uuid>,
+    /// Whether the ledger row was rewritten.
+    pub changed: bool,
 }
 
 /// The effect of one event on the deployments table, before it is written to the ledger.
@@ -180,6 +197,70 @@ impl Ingest {
             reason: effect.reason,
             app_id: effect.app_id,
             deployment_id: effect.deployment_id,
+        })
+    }
+
+    /// Applies a stored delivery again (e.g. after its app was registered), in one
+    /// transaction with the update of its ledger row. A delivery already `applied`
+    /// keeps that record unless it changes the table again, so re-running changes
+    /// nothing the second time.
+    pub async fn reprocess(&self, ledger_id: Uuid) -> Result<Reprocessed, DbErr> {
+        let _turn = match &self.sqlite_writer {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let txn = self.db.begin().await?;
+        // A no-op write first, as in `ingest`: it takes SQLite's write lock before
+        // anything is read, and on Postgres it locks the row so that two runs take turns.
+        deliveries::Entity::update_many()
+            .col_expr(
+                deliveries::Column::Outcome,
+                Expr::col(deliveries::Column::Outcome),
+            )
+            .filter(deliveries::Column::Id.eq(ledger_id))
+            .exec(&txn)
+            .await?;
+        let stored = deliveries::Entity::find_by_id(ledger_id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(format!("delivery {ledger_id}")))?;
+        let provider = stored.provider.parse::<Provider>().map_err(DbErr::Custom)?;
+        let delivery = Delivery::from_stored(
+            provider,
+            &stored.delivery_id,
+            &stored.event_type,
+            stored.body.clone(),
+        );
+        let mut effect = apply(&txn, &delivery.event).await?;
+        effect.reason = crate::webhooks::github::truncate(effect.reason, 255);
+        let keep =
+            stored.outcome == Outcome::Applied.as_str() && effect.outcome != Outcome::Applied;
+        let changed = !keep
+            && (stored.outcome != effect.outcome.as_str()
+                || stored.reason != effect.reason
+                || stored.deployment_id != effect.deployment_id);
+        if changed {
+            record(&txn, ledger_id, &effect).await?;
+        }
+        txn.commit().await?;
+        let (outcome, reason, deployment_id) = if changed {
+            (
+                effect.outcome.as_str().to_owned(),
+                effect.reason,
+                effect.deployment_id,
+            )
+        } else {
+            (stored.outcome.clone(), stored.reason, stored.deployment_id)
+        };
+        Ok(Reprocessed {
+            id: ledger_id,
+            provider,
+            event_type: stored.event_type,
+            previous_outcome: stored.outcome,
+            outcome,
+            reason,
+            deployment_id,
+            changed,
         })
     }
 

@@ -156,3 +156,22 @@ pub async fn list<C: ConnectionTrait>(
         id: d.id,
     }))
 }
+impl Entity {
+    /// Ledger rows in the order they were received (ties by id, which is time-ordered),
+    /// only those with one of `outcomes` (all when empty) and received at or after `since`.
+    pub fn find_received(
+        outcomes: &[crate::deployments::ingest::Outcome],
+        since: Option<DateTime>,
+    ) -> Select<Entity> {
+        let mut query = Entity::find()
+            .order_by_asc(Column::ReceivedAt)
+            .order_by_asc(Column::Id);
+        if !outcomes.is_empty() {
+            query = query.filter(Column::Outcome.is_in(outcomes.iter().map(|o| o.as_str())));
+        }
+        if let Some(since) = since {
+            query = query.filter(Column::ReceivedAt.gte(since));
+        }
+        query
+    }
+}

@@ -107,6 +107,41 @@ impl ContentType {
             ContentType::Other
         }
     }
+
+    /// The content type of a body whose header was not kept (the ledger, a fixture
+    /// file): GitHub's form deliveries carry the JSON in a `payload=` field, and
+    /// everything else is read as JSON.
+    pub fn sniff(body: &[u8]) -> Self {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if matches!(first, Some(b'{' | b'[')) {
+            return ContentType::Json;
+        }
+        match serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) {
+            Ok(fields) if fields.iter().any(|(k, _)| k == "payload") => ContentType::Form,
+            _ => ContentType::Json,
+        }
+    }
+}
+
+impl Delivery {
+    /// Rebuilds a delivery from what the ledger kept, to apply it again: the provider,
+    /// its delivery id and event type, and the raw body (content type sniffed).
+    pub fn from_stored(
+        provider: Provider,
+        delivery_id: &str,
+        event_type: &str,
+        body: Vec<u8>,
+    ) -> Self {
+        match provider {
+            Provider::Github => github::delivery(
+                Some(event_type),
+                Some(delivery_id),
+                ContentType::sniff(&body),
+                body,
+            ),
+            Provider::Vercel => vercel::delivery(ContentType::Json, body),
+        }
+    }
 }
 
 /// A push to a branch, already filtered: tags, deletions and zero SHAs are [`Event::Ignored`].

@@ -65,6 +65,19 @@ enum Cleanup {
     Schema { admin_url: String, schema: String },
 }
 
+impl Cleanup {
+    /// A URL that reaches the same database from another process (the binary).
+    fn url(&self) -> String {
+        match self {
+            Cleanup::File(path) => format!("sqlite://{}?mode=rwc", path.display()),
+            Cleanup::Schema { admin_url, schema } => {
+                let separator = if admin_url.contains('?') { '&' } else { '?' };
+                format!("{admin_url}{separator}options[search_path]={schema}")
+            }
+        }
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         match self {
@@ -141,6 +154,11 @@ impl TestApp {
             state,
             _cleanup: cleanup,
         })
+    }
+
+    /// The test's database as a URL, for running the binary against it.
+    pub fn database_url(&self) -> String {
+        self._cleanup.url()
     }
 
     /// The same database behind a router with other settings.

@@ -6,5 +6,6 @@ mod api;
 mod cli;
 mod concurrency;
 mod ops;
+mod replay;
 mod schema;
 mod webhooks;
