@@ -14,8 +14,36 @@ use std::time::Instant;
 use super::error::{ApiError, ErrorBody, Result};
 use super::{AppState, ops};
 use crate::deployments::ingest::Outcome;
-use crate::webhooks::signature::{self, SignatureError};
-use crate::webhooks::{ContentType, Delivery, Event, github, vercel};
+use crate::webhooks::signature::{self, Secrets, SignatureError};
+use crate::webhooks::{ContentType, Delivery, Event, Provider, github, vercel};
+
+/// What a webhook route answers, for the OpenAPI document. A receipt is
+/// `{id, outcome, reason, appId, deploymentId}`; an error is `{error, message}`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum WebhookResponses {
+    /// Applied, a duplicate delivery id, or ping: a receipt.
+    #[response(status = 200)]
+    Applied,
+    /// Kept, but ignored, unmatched or stale: a receipt.
+    #[response(status = 202)]
+    Accepted,
+    /// Signed but malformed (kept raw with outcome `malformed`).
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// Missing or wrong signature (nothing stored).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Body over MAX_BODY_BYTES.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Unsupported content type.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// No secret configured, the database is unavailable, or the server is overloaded.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
 
 /// A GitHub delivery, signed with `X-Hub-Signature-256`.
 #[utoipa::path(
@@ -26,29 +54,14 @@ use crate::webhooks::{ContentType, Delivery, Event, github, vercel};
         ("X-GitHub-Delivery" = String, Header),
     ),
     request_body(content = String, content_type = "application/json", description = "the raw push payload (form-encoded `payload=` too)"),
-    responses(
-        (status = 200, description = "applied, a duplicate delivery id, or ping: a receipt {id, outcome, reason, deploymentId}"),
-        (status = 202, description = "kept, but ignored, unmatched or stale: a receipt"),
-        (status = 400, description = "signed but malformed (kept raw)", body = ErrorBody),
-        (status = 401, description = "missing or wrong signature (nothing stored)", body = ErrorBody),
-        (status = 413, description = "body over MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "unsupported content type", body = ErrorBody),
-        (status = 503, description = "no secret configured, or the database is unavailable", body = ErrorBody),
-    ),
+    responses(WebhookResponses),
 )]
 pub async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = read_body(body, state.max_body_bytes).inspect_err(|e| refused("github", e))?;
-    signature::verify_github(
-        &state.github_secrets,
-        headers.get("x-hub-signature-256").map(|v| v.as_bytes()),
-        &body,
-    )
-    .map_err(rejected)
-    .inspect_err(|e| refused("github", e))?;
+    let body = verified(&state, Provider::Github, &headers, body)?;
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = github::delivery(
         header("x-github-event"),
@@ -64,31 +77,46 @@ pub async fn github(
     post, path = "/webhooks/vercel", tag = "webhooks",
     params(("x-vercel-signature" = String, Header, description = "hex HMAC-SHA1 of the raw body")),
     request_body(content = String, content_type = "application/json", description = "the raw event envelope {id, type, createdAt, payload}"),
-    responses(
-        (status = 200, description = "applied, a duplicate delivery id, or ping: a receipt {id, outcome, reason, deploymentId}"),
-        (status = 202, description = "kept, but ignored, unmatched or stale: a receipt"),
-        (status = 400, description = "signed but malformed (kept raw)", body = ErrorBody),
-        (status = 401, description = "missing or wrong signature (nothing stored)", body = ErrorBody),
-        (status = 413, description = "body over MAX_BODY_BYTES", body = ErrorBody),
-        (status = 415, description = "unsupported content type", body = ErrorBody),
-        (status = 503, description = "no secret configured, or the database is unavailable", body = ErrorBody),
-    ),
+    responses(WebhookResponses),
 )]
 pub async fn vercel(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = read_body(body, state.max_body_bytes).inspect_err(|e| refused("vercel", e))?;
-    signature::verify_vercel(
-        &state.vercel_secrets,
-        headers.get("x-vercel-signature").map(|v| v.as_bytes()),
-        &body,
-    )
-    .map_err(rejected)
-    .inspect_err(|e| refused("vercel", e))?;
+    let body = verified(&state, Provider::Vercel, &headers, body)?;
     let delivery = vercel::delivery(content_type(&headers), body.to_vec());
     ingest(&state, delivery).await
+}
+
+/// The body, once it is within the size limit and its signature verifies over the
+/// raw bytes; a refusal is counted by reason.
+fn verified(
+    state: &AppState,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Bytes> {
+    type Verify = fn(&Secrets, Option<&[u8]>, &[u8]) -> std::result::Result<(), SignatureError>;
+    let (secrets, header, verify): (_, _, Verify) = match provider {
+        Provider::Github => (
+            &state.github_secrets,
+            "x-hub-signature-256",
+            signature::verify_github,
+        ),
+        Provider::Vercel => (
+            &state.vercel_secrets,
+            "x-vercel-signature",
+            signature::verify_vercel,
+        ),
+    };
+    read_body(body, state.max_body_bytes)
+        .and_then(|body| {
+            verify(secrets, headers.get(header).map(|v| v.as_bytes()), &body)
+                .map(|()| body)
+                .map_err(rejected)
+        })
+        .inspect_err(|e| refused(provider.as_str(), e))
 }
 
 fn content_type(headers: &HeaderMap) -> ContentType {
