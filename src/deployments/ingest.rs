@@ -10,9 +10,9 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
@@ -612,8 +612,24 @@ async fn apply_vercel(
         }
     };
 
+    // The row with this Vercel id, else the earliest unlinked row for the commit:
+    // one statement for both (a round trip per delivery counts), the Vercel id first.
+    let mut candidates = Condition::any()
+        .add(deployments::Column::VercelDeploymentId.eq(event.deployment_id.as_str()));
+    if let Some(sha) = &event.commit_sha {
+        candidates = candidates.add(
+            Condition::all()
+                .add(deployments::Column::AppId.eq(app.id))
+                .add(deployments::Column::Environment.eq(environment))
+                .add(deployments::Column::GithubCommitSha.eq(sha.as_str()))
+                .add(deployments::Column::VercelDeploymentId.is_null()),
+        );
+    }
     let row = match deployments::Entity::find()
-        .filter(deployments::Column::VercelDeploymentId.eq(event.deployment_id.as_str()))
+        .filter(candidates)
+        .order_by_asc(Expr::col(deployments::Column::VercelDeploymentId).is_null())
+        .order_by_asc(deployments::Column::CreatedAt)
+        .order_by_asc(deployments::Column::Id)
         .one(txn)
         .await?
     {
@@ -626,21 +642,7 @@ async fn apply_vercel(
                 ),
             ));
         }
-        Some(row) => Some(row),
-        None => match &event.commit_sha {
-            Some(sha) => {
-                deployments::Entity::find()
-                    .filter(deployments::Column::AppId.eq(app.id))
-                    .filter(deployments::Column::Environment.eq(environment))
-                    .filter(deployments::Column::GithubCommitSha.eq(sha.as_str()))
-                    .filter(deployments::Column::VercelDeploymentId.is_null())
-                    .order_by_asc(deployments::Column::CreatedAt)
-                    .order_by_asc(deployments::Column::Id)
-                    .one(txn)
-                    .await?
-            }
-            None => None,
-        },
+        row => row,
     };
 
     let Some(row) = row else {
