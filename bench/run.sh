@@ -129,7 +129,8 @@ INSERT INTO apps (id, name, "githubRepo", "vercelProjectId", "stagingBranch", "p
 WITH RECURSIVE a(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM a WHERE n < 100)
 SELECT randomblob(16), 'hist-app-' || n, 'hist/app-' || n, 'prj_hist' || n, 'staging', 'main',
        strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now') FROM a;
-CREATE TEMP TABLE hist_apps AS SELECT row_number() OVER (ORDER BY name) - 1 AS k, id FROM apps WHERE name LIKE 'hist-app-%';
+CREATE TEMP TABLE hist_apps (k INTEGER PRIMARY KEY, id BLOB NOT NULL);
+INSERT INTO hist_apps SELECT row_number() OVER (ORDER BY name) - 1, id FROM apps WHERE name LIKE 'hist-app-%';
 INSERT INTO deployments (id, "appId", environment, status, "deploymentUrl",
                          "githubCommitSha", "vercelDeploymentId", "createdAt", "updatedAt")
 WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $HISTORY)
