@@ -10,12 +10,12 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 use uuid::Uuid;
 
 use super::state::{Status, Transition, transition};
@@ -138,14 +138,32 @@ impl Effect {
 pub struct Ingest {
     db: DatabaseConnection,
     /// SQLite has one writer at a time; taking turns here, instead of inside SQLite,
-    /// turns lock contention into an orderly queue instead of `SQLITE_BUSY` errors.
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// turns lock contention into an orderly queue instead of `SQLITE_BUSY` errors,
+    /// and lets deliveries that queue up share one commit (one fsync).
+    sqlite_writer: Option<Arc<SqliteWriter>>,
+}
+
+/// Group commit for SQLite. Whoever gets the turn takes every delivery queued so far
+/// and applies them in one transaction, each inside its own savepoint (one failure
+/// spoils no other), then answers each only once that transaction has committed.
+struct SqliteWriter {
+    turn: Arc<Mutex<()>>,
+    queue: std::sync::Mutex<Vec<Queued>>,
+}
+
+struct Queued {
+    delivery: Delivery,
+    answer: oneshot::Sender<Result<Receipt, DbErr>>,
 }
 
 impl Ingest {
     pub fn new(db: DatabaseConnection) -> Self {
-        let sqlite_writer =
-            (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| {
+            Arc::new(SqliteWriter {
+                turn: Arc::new(Mutex::new(())),
+                queue: std::sync::Mutex::new(Vec::new()),
+            })
+        });
         Self { db, sqlite_writer }
     }
 
@@ -156,48 +174,53 @@ impl Ingest {
     /// Records the delivery and applies its event in one transaction. Returns only
     /// once both are committed; an error means nothing was written.
     pub async fn ingest(&self, delivery: &Delivery) -> Result<Receipt, DbErr> {
-        let _turn = match &self.sqlite_writer {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        let txn = self.db.begin().await?;
-        let received_at = now();
-        let ledger_id = Uuid::now_v7();
-        // The ledger row goes first: a concurrent copy of the same delivery waits on
-        // its unique key and then finds it, and on SQLite the write lock is taken
-        // before anything is read.
-        let row = deliveries::ActiveModel {
-            id: Set(ledger_id),
-            provider: Set(delivery.provider.as_str().to_owned()),
-            delivery_id: Set(delivery.delivery_id.clone()),
-            event_type: Set(delivery.event_type.clone()),
-            body: Set(delivery.body.clone()),
-            received_at: Set(received_at),
-            outcome: Set(Outcome::Applied.as_str().to_owned()),
-            reason: Set(String::new()),
-            deployment_id: Set(None),
-        };
-        let inserted = deliveries::Entity::insert(row)
-            .on_conflict_do_nothing_on([
-                deliveries::Column::Provider,
-                deliveries::Column::DeliveryId,
-            ])
-            .exec_without_returning(&txn)
-            .await?;
-        if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-            txn.rollback().await?;
-            return self.duplicate_of(delivery).await;
+        match &self.sqlite_writer {
+            Some(writer) => self.ingest_grouped(writer, delivery).await,
+            None => {
+                let txn = self.db.begin().await?;
+                match ingest_in(&txn, delivery, false).await? {
+                    Some(receipt) => {
+                        txn.commit().await?;
+                        Ok(receipt)
+                    }
+                    None => {
+                        txn.rollback().await?;
+                        duplicate_of(&self.db, delivery).await
+                    }
+                }
+            }
         }
-        let effect = apply(&txn, &delivery.event).await?;
-        record(&txn, ledger_id, &effect).await?;
-        txn.commit().await?;
-        Ok(Receipt {
-            id: ledger_id,
-            outcome: effect.outcome,
-            reason: effect.reason,
-            app_id: effect.app_id,
-            deployment_id: effect.deployment_id,
-        })
+    }
+
+    async fn ingest_grouped(
+        &self,
+        writer: &SqliteWriter,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DbErr> {
+        let (answer, mut answered) = oneshot::channel();
+        writer.queue.lock().expect("queue lock").push(Queued {
+            delivery: delivery.clone(),
+            answer,
+        });
+        loop {
+            tokio::select! {
+                biased;
+                receipt = &mut answered => {
+                    return receipt.unwrap_or_else(|_| {
+                        Err(DbErr::Custom("the write batch was abandoned".into()))
+                    });
+                }
+                turn = writer.turn.clone().lock_owned() => {
+                    let batch = std::mem::take(&mut *writer.queue.lock().expect("queue lock"));
+                    // Empty: an earlier turn took this delivery and has answered it.
+                    if !batch.is_empty() {
+                        // A task of its own, so a caller that gives up (a request
+                        // timeout) does not abandon the others' deliveries mid-batch.
+                        tokio::spawn(commit_batch(self.db.clone(), batch, turn));
+                    }
+                }
+            }
+        }
     }
 
     /// Applies a stored delivery again (e.g. after its app was registered), in one
@@ -206,7 +229,7 @@ impl Ingest {
     /// nothing the second time.
     pub async fn reprocess(&self, ledger_id: Uuid) -> Result<Reprocessed, DbErr> {
         let _turn = match &self.sqlite_writer {
-            Some(lock) => Some(lock.lock().await),
+            Some(writer) => Some(writer.turn.lock().await),
             None => None,
         };
         let txn = self.db.begin().await?;
@@ -263,22 +286,132 @@ impl Ingest {
             changed,
         })
     }
+}
 
-    async fn duplicate_of(&self, delivery: &Delivery) -> Result<Receipt, DbErr> {
-        let original = deliveries::Entity::find()
-            .filter(deliveries::Column::Provider.eq(delivery.provider.as_str()))
-            .filter(deliveries::Column::DeliveryId.eq(delivery.delivery_id.as_str()))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))?;
-        Ok(Receipt {
-            id: original.id,
-            outcome: Outcome::Duplicate,
-            reason: format!("delivery already recorded as {}", original.outcome),
-            app_id: None,
-            deployment_id: original.deployment_id,
-        })
+/// Applies a batch in one transaction, a savepoint per delivery, and answers each
+/// after the commit (or with the error that stopped the batch). The turn is given
+/// back only after every answer has been sent.
+async fn commit_batch(db: DatabaseConnection, batch: Vec<Queued>, turn: OwnedMutexGuard<()>) {
+    let failed = |err: &DbErr| DbErr::Custom(format!("the write batch failed: {err}"));
+    let txn = match db.begin().await {
+        Ok(txn) => txn,
+        Err(err) => {
+            for queued in batch {
+                let _ = queued.answer.send(Err(failed(&err)));
+            }
+            return;
+        }
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for queued in batch {
+        let result = match txn.begin().await {
+            Err(err) => Err(err),
+            Ok(savepoint) => match ingest_in(&savepoint, &queued.delivery, true).await {
+                Ok(Some(receipt)) => savepoint.commit().await.map(|()| receipt),
+                // A copy of a delivery recorded earlier, perhaps earlier in this batch.
+                Ok(None) => match savepoint.rollback().await {
+                    Ok(()) => duplicate_of(&txn, &queued.delivery).await,
+                    Err(err) => Err(err),
+                },
+                Err(err) => {
+                    let _ = savepoint.rollback().await;
+                    Err(err)
+                }
+            },
+        };
+        results.push((queued.answer, result));
     }
+    match txn.commit().await {
+        Ok(()) => {
+            for (answer, result) in results {
+                let _ = answer.send(result);
+            }
+        }
+        Err(err) => {
+            for (answer, _) in results {
+                let _ = answer.send(Err(failed(&err)));
+            }
+        }
+    }
+    drop(turn);
+}
+
+/// Records the delivery and applies its event inside `txn`. `None` when the ledger
+/// already holds its (provider, delivery id): the caller rolls back and answers
+/// [`duplicate_of`].
+///
+/// With `ledger_first` (SQLite) the ledger row goes first, so the write lock is
+/// taken before anything is read (another process may be writing too), and is
+/// completed once the effect is known. Otherwise (Postgres) it goes last, already
+/// complete: one round trip fewer. Either way a concurrent copy of the same delivery
+/// waits on the ledger's unique key (or on the app lock before it), then finds the
+/// row.
+async fn ingest_in(
+    txn: &DatabaseTransaction,
+    delivery: &Delivery,
+    ledger_first: bool,
+) -> Result<Option<Receipt>, DbErr> {
+    let received_at = now();
+    let ledger_id = Uuid::now_v7();
+    let row = |effect: &Effect| deliveries::ActiveModel {
+        id: Set(ledger_id),
+        provider: Set(delivery.provider.as_str().to_owned()),
+        delivery_id: Set(delivery.delivery_id.clone()),
+        event_type: Set(delivery.event_type.clone()),
+        body: Set(delivery.body.clone()),
+        received_at: Set(received_at),
+        outcome: Set(effect.outcome.as_str().to_owned()),
+        reason: Set(crate::webhooks::github::truncate(
+            effect.reason.clone(),
+            255,
+        )),
+        deployment_id: Set(effect.deployment_id),
+    };
+    if ledger_first && !insert_ledger(txn, row(&Effect::new(Outcome::Applied, ""))).await? {
+        return Ok(None);
+    }
+    let effect = apply(txn, &delivery.event).await?;
+    if ledger_first {
+        record(txn, ledger_id, &effect).await?;
+    } else if !insert_ledger(txn, row(&effect)).await? {
+        return Ok(None);
+    }
+    Ok(Some(Receipt {
+        id: ledger_id,
+        outcome: effect.outcome,
+        reason: effect.reason,
+        app_id: effect.app_id,
+        deployment_id: effect.deployment_id,
+    }))
+}
+
+/// The answer to a delivery id already in the ledger.
+async fn duplicate_of<C: ConnectionTrait>(db: &C, delivery: &Delivery) -> Result<Receipt, DbErr> {
+    let original = deliveries::Entity::find()
+        .filter(deliveries::Column::Provider.eq(delivery.provider.as_str()))
+        .filter(deliveries::Column::DeliveryId.eq(delivery.delivery_id.as_str()))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))?;
+    Ok(Receipt {
+        id: original.id,
+        outcome: Outcome::Duplicate,
+        reason: format!("delivery already recorded as {}", original.outcome),
+        app_id: None,
+        deployment_id: original.deployment_id,
+    })
+}
+
+/// Inserts a ledger row unless its (provider, delivery id) is already there.
+async fn insert_ledger(
+    txn: &DatabaseTransaction,
+    row: deliveries::ActiveModel,
+) -> Result<bool, DbErr> {
+    let inserted = deliveries::Entity::insert(row)
+        .on_conflict_do_nothing_on([deliveries::Column::Provider, deliveries::Column::DeliveryId])
+        .exec_without_returning(txn)
+        .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
 }
 
 async fn record(txn: &DatabaseTransaction, ledger_id: Uuid, effect: &Effect) -> Result<(), DbErr> {
@@ -479,8 +612,24 @@ async fn apply_vercel(
         }
     };
 
+    // The row with this Vercel id, else the earliest unlinked row for the commit:
+    // one statement for both (a round trip per delivery counts), the Vercel id first.
+    let mut candidates = Condition::any()
+        .add(deployments::Column::VercelDeploymentId.eq(event.deployment_id.as_str()));
+    if let Some(sha) = &event.commit_sha {
+        candidates = candidates.add(
+            Condition::all()
+                .add(deployments::Column::AppId.eq(app.id))
+                .add(deployments::Column::Environment.eq(environment))
+                .add(deployments::Column::GithubCommitSha.eq(sha.as_str()))
+                .add(deployments::Column::VercelDeploymentId.is_null()),
+        );
+    }
     let row = match deployments::Entity::find()
-        .filter(deployments::Column::VercelDeploymentId.eq(event.deployment_id.as_str()))
+        .filter(candidates)
+        .order_by_asc(Expr::col(deployments::Column::VercelDeploymentId).is_null())
+        .order_by_asc(deployments::Column::CreatedAt)
+        .order_by_asc(deployments::Column::Id)
         .one(txn)
         .await?
     {
@@ -493,21 +642,7 @@ async fn apply_vercel(
                 ),
             ));
         }
-        Some(row) => Some(row),
-        None => match &event.commit_sha {
-            Some(sha) => {
-                deployments::Entity::find()
-                    .filter(deployments::Column::AppId.eq(app.id))
-                    .filter(deployments::Column::Environment.eq(environment))
-                    .filter(deployments::Column::GithubCommitSha.eq(sha.as_str()))
-                    .filter(deployments::Column::VercelDeploymentId.is_null())
-                    .order_by_asc(deployments::Column::CreatedAt)
-                    .order_by_asc(deployments::Column::Id)
-                    .one(txn)
-                    .await?
-            }
-            None => None,
-        },
+        row => row,
     };
 
     let Some(row) = row else {

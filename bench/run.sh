@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# The standard benchmark, in one command: the release server on a scratch Postgres
+# database and on a temporary SQLite file, driven by examples/load.rs at C = 8 and 32,
+# on an empty history and on one pre-loaded with HISTORY deployments; pgbench with a
+# single-row INSERT into deployments at the same client counts for reference; and
+# start-up to /readyz on an already-migrated database. Medians of RUNS runs at the end.
+#
+#   bench/run.sh                     # PGHOST=127.0.0.1 PGUSER=postgres PGPORT=5432
+#   RUNS=1 FLOWS=3000 bench/run.sh   # a quick look
+#
+# Needs psql, createdb/dropdb, pgbench and sqlite3 on the machine running it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGPORT=${PGPORT:-5432}
+# Loopback needs no TLS, and on this cluster a TLS handshake costs ~200 ms per new
+# connection; pgbench (libpq) and the server (sqlx) use the same mode either way.
+export PGSSLMODE=${PGSSLMODE:-disable}
+RUNS=${RUNS:-3}
+APPS=${APPS:-100}
+FLOWS=${FLOWS:-10000}               # Postgres: three deliveries a flow
+SQLITE_FLOWS=${SQLITE_FLOWS:-4000}
+HISTORY=${HISTORY:-1000000}
+CLIENTS=${CLIENTS:-"8 32"}
+PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
+PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
+TARGET=${CARGO_TARGET_DIR:-target}
+
+export GITHUB_WEBHOOK_SECRET=bench-github-secret VERCEL_WEBHOOK_SECRET=bench-vercel-secret
+export API_TOKEN=bench-token LOG_FORMAT=json RUST_LOG=warn
+
+cargo build -q --release --bin deploy-tracker --example load
+BIN=$TARGET/release/deploy-tracker
+LOAD=$TARGET/release/examples/load
+
+WORK=$(mktemp -d)
+PGDBS=()
+SERVER=
+cleanup() {
+    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+    for db in "${PGDBS[@]}"; do dropdb --if-exists "$db" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+RESULTS=$WORK/results
+
+pg_url() { echo "postgres://$PGUSER@$PGHOST:$PGPORT/$1?sslmode=$PGSSLMODE"; }
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+# start_server URL: serves URL on a free port; sets SERVER, PORT and STARTUP_MS (spawn
+# to the first 200 from /readyz).
+start_server() {
+    PORT=$(free_port)
+    local t0 t1
+    t0=$(date +%s%N)
+    DATABASE_URL=$1 "$BIN" serve --bind "127.0.0.1:$PORT" 2>>"$WORK/server.log" &
+    SERVER=$!
+    until curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz"; do
+        kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
+        sleep 0.002
+    done
+    t1=$(date +%s%N)
+    STARTUP_MS=$(((t1 - t0) / 1000000))
+}
+
+stop_server() {
+    kill "$SERVER"
+    wait "$SERVER" || true
+    SERVER=
+}
+
+# load LABEL FLOWS C: one load run against the running server, recorded in RESULTS.
+load() {
+    local label=$1 flows=$2 c=$3 out
+    out=$("$LOAD" --url "http://127.0.0.1:$PORT" --apps "$APPS" --flows "$flows" \
+        --concurrency "$c" --pid "$SERVER") || true
+    echo "$out" | sed "s/^/  /"
+    local line
+    line="label=$label $(echo "$out" | grep '^load ' | sed 's/^load //')"
+    line="$line latest_$(echo "$out" | grep '^latest ' | grep -o 'p99_ms=[0-9.]*')"
+    line="$line $(echo "$out" | grep -o '^verify=[A-Z]*' || echo verify=MISSING)"
+    line="$line startup_ms=$STARTUP_MS"
+    echo "$line" >>"$RESULTS"
+}
+
+# pgbench_insert DB C: single-row INSERT into deployments at C clients; prints tps.
+pgbench_insert() {
+    local db=$1 c=$2 app
+    app=$(psql -XtAq -d "$db" -c "SELECT id FROM apps ORDER BY name LIMIT 1")
+    cat >"$WORK/insert.sql" <<SQL
+INSERT INTO deployments (id, "appId", environment, status, "githubCommitSha", "vercelDeploymentId", "createdAt", "updatedAt")
+VALUES (gen_random_uuid(), '$app', 'staging', 'pending', md5(random()::text), 'dpl_pgb' || md5(random()::text), now(), now());
+SQL
+    "$PGBENCH" -n -M prepared -c "$c" -j 2 -T "$PGBENCH_SECONDS" -f "$WORK/insert.sql" "$db" 2>/dev/null |
+        grep -o 'tps = [0-9.]*' | head -1 | cut -d' ' -f3
+}
+
+# The history: 100 other apps, HISTORY deployments spread over them (one INSERT).
+preload_postgres() {
+    psql -q -X -v ON_ERROR_STOP=1 -d "$1" <<SQL
+INSERT INTO apps (id, name, "githubRepo", "vercelProjectId", "createdAt", "updatedAt")
+SELECT gen_random_uuid(), 'hist-app-' || a, 'hist/app-' || a, 'prj_hist' || a, now(), now()
+FROM generate_series(1, 100) AS a;
+INSERT INTO deployments (id, "appId", environment, status, "deploymentUrl",
+                         "githubCommitSha", "vercelDeploymentId", "createdAt", "updatedAt")
+SELECT gen_random_uuid(), apps.id,
+       CASE WHEN i % 5 < 3 THEN 'staging' ELSE 'production' END,
+       CASE WHEN i % 33 = 0 THEN 'failed' ELSE 'ready' END,
+       'https://hist-' || i || '.vercel.app', md5(i::text) || substr(md5('x' || i), 1, 8),
+       'dpl_hist' || i, now() - i * interval '30 seconds', now() - i * interval '30 seconds'
+FROM generate_series(1, $HISTORY) AS i
+JOIN apps ON apps.name = 'hist-app-' || (1 + i % 100);
+VACUUM ANALYZE;
+SQL
+}
+
+# The same history in SQLite: UUIDs are 16-byte blobs, timestamps sqlx's text.
+preload_sqlite() {
+    sqlite3 "$1" >/dev/null <<SQL
+PRAGMA journal_mode = WAL;
+INSERT INTO apps (id, name, "githubRepo", "vercelProjectId", "stagingBranch", "productionBranch", "createdAt", "updatedAt")
+WITH RECURSIVE a(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM a WHERE n < 100)
+SELECT randomblob(16), 'hist-app-' || n, 'hist/app-' || n, 'prj_hist' || n, 'staging', 'main',
+       strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now') FROM a;
+CREATE TEMP TABLE hist_apps (k INTEGER PRIMARY KEY, id BLOB NOT NULL);
+INSERT INTO hist_apps SELECT row_number() OVER (ORDER BY name) - 1, id FROM apps WHERE name LIKE 'hist-app-%';
+INSERT INTO deployments (id, "appId", environment, status, "deploymentUrl",
+                         "githubCommitSha", "vercelDeploymentId", "createdAt", "updatedAt")
+WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $HISTORY)
+SELECT randomblob(16), (SELECT id FROM hist_apps WHERE k = i % 100),
+       CASE WHEN i % 5 < 3 THEN 'staging' ELSE 'production' END,
+       CASE WHEN i % 33 = 0 THEN 'failed' ELSE 'ready' END,
+       'https://hist-' || i || '.vercel.app', printf('%040x', i), 'dpl_hist' || i,
+       strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (i * 30) || ' seconds'),
+       strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (i * 30) || ' seconds')
+FROM s;
+ANALYZE;
+SQL
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores; $(psql -XtAq -d postgres -c 'SHOW server_version') ; sqlite $(sqlite3 --version | cut -d' ' -f1); runs=$RUNS apps=$APPS flows=$FLOWS sqlite_flows=$SQLITE_FLOWS history=$HISTORY"
+
+for run in $(seq 1 "$RUNS"); do
+    # Postgres, empty history: a fresh database per client count.
+    for c in $CLIENTS; do
+        db=dt_bench_$$_e$run$c
+        createdb "$db" && PGDBS+=("$db")
+        DATABASE_URL=$(pg_url "$db") "$BIN" migrate >/dev/null
+        start_server "$(pg_url "$db")"
+        echo "== run $run: postgres empty C=$c (start-up to /readyz ${STARTUP_MS} ms)"
+        load "pg-empty-c$c" "$FLOWS" "$c"
+        stop_server
+        tps=$(pgbench_insert "$db" "$c")
+        echo "  pgbench single INSERT C=$c: tps=$tps"
+        sed -i "\$s/\$/ pgbench_tps=$tps/" "$RESULTS"
+        dropdb "$db"
+    done
+done
+
+# Postgres with HISTORY deployments, loaded once and shared by every run.
+db=dt_bench_$$_h
+createdb "$db" && PGDBS+=("$db")
+DATABASE_URL=$(pg_url "$db") "$BIN" migrate >/dev/null
+t0=$(date +%s)
+preload_postgres "$db"
+echo "# postgres: $(psql -XtAq -d "$db" -c 'SELECT count(*) FROM deployments') deployments loaded in $(($(date +%s) - t0)) s"
+for run in $(seq 1 "$RUNS"); do
+    for c in $CLIENTS; do
+        start_server "$(pg_url "$db")"
+        echo "== run $run: postgres ${HISTORY}-row history C=$c (start-up to /readyz ${STARTUP_MS} ms)"
+        load "pg-history-c$c" "$FLOWS" "$c"
+        stop_server
+        tps=$(pgbench_insert "$db" "$c")
+        echo "  pgbench single INSERT C=$c: tps=$tps"
+        sed -i "\$s/\$/ pgbench_tps=$tps/" "$RESULTS"
+    done
+done
+
+# SQLite (WAL, synchronous=FULL): a fresh file per empty run, one shared history file.
+for run in $(seq 1 "$RUNS"); do
+    for c in $CLIENTS; do
+        file=$WORK/empty-$run-$c.db
+        DATABASE_URL="sqlite://$file?mode=rwc" "$BIN" migrate >/dev/null
+        start_server "sqlite://$file?mode=rwc"
+        echo "== run $run: sqlite empty C=$c (start-up to /readyz ${STARTUP_MS} ms)"
+        load "sqlite-empty-c$c" "$SQLITE_FLOWS" "$c"
+        stop_server
+        rm -f "$file"*
+    done
+done
+file=$WORK/history.db
+DATABASE_URL="sqlite://$file?mode=rwc" "$BIN" migrate >/dev/null
+t0=$(date +%s)
+preload_sqlite "$file"
+echo "# sqlite: $(sqlite3 "$file" 'SELECT count(*) FROM deployments') deployments loaded in $(($(date +%s) - t0)) s"
+for run in $(seq 1 "$RUNS"); do
+    for c in $CLIENTS; do
+        start_server "sqlite://$file?mode=rwc"
+        echo "== run $run: sqlite ${HISTORY}-row history C=$c (start-up to /readyz ${STARTUP_MS} ms)"
+        load "sqlite-history-c$c" "$SQLITE_FLOWS" "$c"
+        stop_server
+    done
+done
+
+echo
+echo "# medians of $RUNS runs (rate = deliveries/s; ratio = rate / pgbench single-INSERT tps)"
+printf '%-20s %8s %8s %8s %8s %6s %9s %8s %6s %8s %9s %s\n' \
+    config rate p50_ms p99_ms max_ms errors rss_mb latest99 boot_ms pgb_tps ratio verify
+for label in $(grep -o '^label=[^ ]*' "$RESULTS" | cut -d= -f2 | awk '!seen[$0]++'); do
+    grep "^label=$label " "$RESULTS" | awk -v label="$label" '
+        function median(key,   n, i, j, t, v) {
+            n = 0
+            for (i = 1; i <= NR; i++) if ((i, key) in val) v[++n] = val[i, key]
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            if (n == 0) return "-"
+            return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        {
+            for (f = 2; f <= NF; f++) {
+                split($f, kv, "=")
+                if (kv[2] ~ /^[0-9.]+$/) val[NR, kv[1]] = kv[2] + 0
+                else text[NR, kv[1]] = kv[2]
+            }
+            if ((NR, "pgbench_tps") in val && val[NR, "pgbench_tps"] > 0) val[NR, "ratio"] = val[NR, "rate"] / val[NR, "pgbench_tps"]
+            verify = verify (NR > 1 ? "," : "") text[NR, "verify"]
+        }
+        END {
+            printf "%-20s %8.0f %8.2f %8.2f %8.2f %6d %9.1f %8.2f %6d %8s %9s %s\n", label,
+                median("rate"), median("p50_ms"), median("p99_ms"), median("max_ms"), median("errors"),
+                median("peak_rss_mb"), median("latest_p99_ms"), median("startup_ms"),
+                median("pgbench_tps") == "-" ? "-" : sprintf("%.0f", median("pgbench_tps")),
+                median("ratio") == "-" ? "-" : sprintf("%.2f", median("ratio")), verify
+        }'
+done
