@@ -102,8 +102,6 @@ async fn main() -> Result<(), Error> {
         .map(|n| {
             let mut flow = Flow::numbered(n, args.apps, &run);
             flow.sha = format!("{nonce:016x}{n:024x}");
-            // Each app alternates staging and production, whatever the app count.
-            flow.production = (n / args.apps.max(1)) % 2 == 1;
             flow
         })
         .collect();

@@ -79,7 +79,8 @@ impl Flow {
     pub fn numbered(n: usize, apps: usize, run: &str) -> Self {
         Self {
             app: n % apps,
-            production: n % 2 == 1,
+            // Alternate environments per app as well as overall, whatever the app count.
+            production: (n + n / apps) % 2 == 1,
             fails: n % 20 == 7,
             sha: format!("{:040x}", (n as u128 + 1) * 0x9e37_79b9_7f4a_7c15),
             deployment_id: format!("dpl_{run}{n:010}"),
