@@ -1,6 +1,7 @@
 //! One integration binary: every test drives the real router against a fresh database.
 
 mod helpers;
+mod process;
 
 mod api;
 mod cli;
