@@ -7,6 +7,7 @@ mod api;
 mod cli;
 mod concurrency;
 mod ops;
+mod properties;
 mod replay;
 mod schema;
 mod webhooks;
