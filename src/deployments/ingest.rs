@@ -286,7 +286,7 @@ async fn record(txn: &DatabaseTransaction, ledger_id: Uuid, effect: &Effect) -> 
         id: sea_orm::ActiveValue::Unchanged(ledger_id),
         outcome: Set(effect.outcome.as_str().to_owned()),
         reason: Set(crate::webhooks::github::truncate(
-            effect.reason.clone(),
+            crate::webhooks::storable(&effect.reason),
             255,
         )),
         deployment_id: Set(effect.deployment_id),
