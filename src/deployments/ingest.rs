@@ -271,6 +271,17 @@ impl Ingest {
             .one(&self.db)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))?;
+        // A resend of a delivery that could not be read is refused again, as the
+        // first copy was; answering it 200 would tell the sender all is well.
+        if original.outcome == Outcome::Malformed.as_str() {
+            return Ok(Receipt {
+                id: original.id,
+                outcome: Outcome::Malformed,
+                reason: original.reason,
+                app_id: None,
+                deployment_id: None,
+            });
+        }
         Ok(Receipt {
             id: original.id,
             outcome: Outcome::Duplicate,
