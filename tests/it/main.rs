@@ -6,6 +6,7 @@ mod process;
 mod api;
 mod cli;
 mod concurrency;
+mod hostile;
 mod ops;
 mod properties;
 mod replay;
