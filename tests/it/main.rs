@@ -6,6 +6,7 @@ mod process;
 mod api;
 mod cli;
 mod concurrency;
+mod faults;
 mod hostile;
 mod ops;
 mod properties;

@@ -57,6 +57,12 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `kill -9`: no shutdown, no flush, connections dropped mid-transaction.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     pub fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -182,4 +188,142 @@ pub async fn register(client: &reqwest::Client, server: &Server, app: &SimApp) {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
+}
+
+/// A throwaway Postgres cluster of its own (initdb + pg_ctl in a temp dir, on a free
+/// port), for tests that take the database away. Never the shared server.
+pub struct PgCluster {
+    dir: std::path::PathBuf,
+    pub port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PgCluster {
+    /// `None` when the Postgres binaries are not installed.
+    pub fn start() -> Option<PgCluster> {
+        if !std::path::Path::new(PG_BIN).join("initdb").exists() {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = PgCluster { dir, port };
+        // initdb and postgres refuse to run as root: the cluster belongs to postgres.
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["postgres", &cluster.dir.display().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = cluster.data();
+        cluster.as_postgres(&[
+            &format!("{PG_BIN}/initdb"),
+            "-D",
+            &data,
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ]);
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// Runs a Postgres tool as the postgres user when the tests run as root.
+    fn as_postgres(&self, args: &[&str]) {
+        if let Err(e) = self.try_as_postgres(args) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_as_postgres(&self, args: &[&str]) -> Result<(), String> {
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).args(args);
+            c
+        } else {
+            let mut c = Command::new(args[0]);
+            c.args(&args[1..]);
+            c
+        };
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{args:?}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Starts (or restarts) the cluster and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        self.as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            &self.data(),
+            "-o",
+            &options,
+            "-l",
+            &log,
+            "-w",
+            "start",
+        ]);
+    }
+
+    /// Stops the cluster at once: sessions are cut, open transactions roll back.
+    pub fn stop(&self) {
+        self.as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            &self.data(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let pg_ctl = format!("{PG_BIN}/pg_ctl");
+        let data = self.data();
+        let _ = self.try_as_postgres(&[&pg_ctl, "-D", &data, "-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
