@@ -2,7 +2,10 @@
 //! a set of deployment flows leave the same table as their in-order delivery.
 //!
 //! Each flow has at most one final event (succeeded or error). A deployment that gets
-//! both is the one known order-dependent case: the first final state wins, by design.
+//! both is a known order-dependent case: the first final state wins, by design.
+//! Flows also have distinct commits: two Vercel deployments of one commit (a
+//! redeploy) are the other known case, as the push's row is linked to whichever
+//! arrives first and so takes the push's "createdAt" (checked by hand, not fixed).
 
 use std::collections::{BTreeSet, HashMap};
 
