@@ -802,3 +802,26 @@ async fn a_value_the_database_refuses_is_a_logged_500_not_a_retryable_503(app: T
         }
     }
 }
+
+db_test!(app_registrations_with_nul_or_control_characters_get_400);
+async fn app_registrations_with_nul_or_control_characters_get_400(app: TestApp) {
+    for (kind, registration) in [
+        (
+            "NUL in the name",
+            json!({"name": "shop\u{0}", "githubRepo": "acme/shop"}),
+        ),
+        (
+            "NUL in the project id",
+            json!({"name": "shop", "githubRepo": "acme/shop", "vercelProjectId": "prj_\u{0}"}),
+        ),
+        (
+            "a newline in the name",
+            json!({"name": "shop\nX-Injected: 1", "githubRepo": "acme/shop"}),
+        ),
+    ] {
+        let (status, body) = app.post_json("/api/apps", registration).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{kind}: {body}");
+    }
+    let (_, apps) = app.get("/api/apps").await;
+    assert_eq!(apps["items"].as_array().unwrap().len(), 0);
+}
