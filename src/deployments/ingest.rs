@@ -255,7 +255,7 @@ impl Ingest {
             stored.body.clone(),
         );
         let mut effect = apply(&txn, &delivery.event).await?;
-        effect.reason = crate::webhooks::github::truncate(effect.reason, 255);
+        effect.reason = ledger_reason(&effect.reason);
         let keep =
             stored.outcome == Outcome::Applied.as_str() && effect.outcome != Outcome::Applied;
         let changed = !keep
@@ -361,10 +361,7 @@ async fn ingest_in(
         body: Set(delivery.body.clone()),
         received_at: Set(received_at),
         outcome: Set(effect.outcome.as_str().to_owned()),
-        reason: Set(crate::webhooks::github::truncate(
-            effect.reason.clone(),
-            255,
-        )),
+        reason: Set(ledger_reason(&effect.reason)),
         deployment_id: Set(effect.deployment_id),
     };
     if ledger_first && !insert_ledger(txn, row(&Effect::new(Outcome::Applied, ""))).await? {
@@ -393,6 +390,17 @@ async fn duplicate_of<C: ConnectionTrait>(db: &C, delivery: &Delivery) -> Result
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))?;
+    // A resend of a delivery that could not be read is refused again, as the
+    // first copy was; answering it 200 would tell the sender all is well.
+    if original.outcome == Outcome::Malformed.as_str() {
+        return Ok(Receipt {
+            id: original.id,
+            outcome: Outcome::Malformed,
+            reason: original.reason,
+            app_id: None,
+            deployment_id: None,
+        });
+    }
     Ok(Receipt {
         id: original.id,
         outcome: Outcome::Duplicate,
@@ -414,14 +422,16 @@ async fn insert_ledger(
     Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
 }
 
+/// A reason as the ledger's `reason` column can hold it, on either database.
+fn ledger_reason(reason: &str) -> String {
+    crate::webhooks::github::truncate(crate::webhooks::storable(reason), 255)
+}
+
 async fn record(txn: &DatabaseTransaction, ledger_id: Uuid, effect: &Effect) -> Result<(), DbErr> {
     deliveries::ActiveModel {
         id: sea_orm::ActiveValue::Unchanged(ledger_id),
         outcome: Set(effect.outcome.as_str().to_owned()),
-        reason: Set(crate::webhooks::github::truncate(
-            effect.reason.clone(),
-            255,
-        )),
+        reason: Set(ledger_reason(&effect.reason)),
         deployment_id: Set(effect.deployment_id),
         ..Default::default()
     }

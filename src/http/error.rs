@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use sea_orm::DbErr;
+use sea_orm::{DbErr, RuntimeErr, sqlx};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the body did not arrive within {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -51,6 +53,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -65,11 +68,42 @@ impl ApiError {
 /// answered and refused the statement, which is a bug of ours.
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
-        if err.sql_err().is_some() {
+        if refused_by_database(&err) {
             ApiError::Internal(err)
         } else {
             ApiError::Unavailable(err)
         }
+    }
+}
+
+/// Whether the database answered and refused the statement, as opposed to being
+/// unreachable, going away or too busy, which a retry can outlast.
+fn refused_by_database(err: &DbErr) -> bool {
+    if err.sql_err().is_some() {
+        return true;
+    }
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    let sqlx::Error::Database(db) = e.as_ref() else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        // Connection exceptions, insufficient resources, operator intervention (a
+        // shutdown), and serialization failures or deadlocks.
+        !["08", "53", "57", "40"]
+            .iter()
+            .any(|class| code.starts_with(class))
+    } else {
+        // SQLite's extended codes; the primary one is the low byte. Busy, locked,
+        // I/O errors, a full disk and an unopenable file are passing conditions.
+        let primary = code.parse::<u32>().unwrap_or_default() & 0xff;
+        ![5, 6, 10, 13, 14].contains(&primary)
     }
 }
 

@@ -51,6 +51,14 @@ pub struct Limits {
     pub max_concurrency: usize,
 }
 
+impl Limits {
+    /// How long a webhook body may take to arrive: three quarters of the request
+    /// timeout, so a slow sender gets its 408 before the request as a whole times out.
+    pub fn body_deadline(&self) -> Duration {
+        self.request_timeout * 3 / 4
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -31,9 +31,12 @@ enum WebhookResponses {
     /// Signed but malformed (kept raw with outcome `malformed`).
     #[response(status = 400)]
     Malformed(ErrorBody),
-    /// Missing or wrong signature (nothing stored).
+    /// Missing or wrong signature, or more than one signature header (nothing stored).
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// The body did not arrive within three quarters of REQUEST_TIMEOUT_MS.
+    #[response(status = 408)]
+    SlowBody(ErrorBody),
     /// Body over MAX_BODY_BYTES.
     #[response(status = 413)]
     TooLarge(ErrorBody),
@@ -59,7 +62,7 @@ enum WebhookResponses {
 pub async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    TimedBody(body): TimedBody,
 ) -> Result<Response> {
     let body = verified(&state, Provider::Github, &headers, body)?;
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
@@ -82,7 +85,7 @@ pub async fn github(
 pub async fn vercel(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    TimedBody(body): TimedBody,
 ) -> Result<Response> {
     let body = verified(&state, Provider::Vercel, &headers, body)?;
     let delivery = vercel::delivery(content_type(&headers), body.to_vec());
@@ -95,7 +98,7 @@ fn verified(
     state: &AppState,
     provider: Provider,
     headers: &HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Result<Bytes>,
 ) -> Result<Bytes> {
     type Verify = fn(&Secrets, Option<&[u8]>, &[u8]) -> std::result::Result<(), SignatureError>;
     let (secrets, header, verify): (_, _, Verify) = match provider {
@@ -110,17 +113,49 @@ fn verified(
             signature::verify_vercel,
         ),
     };
-    read_body(body, state.max_body_bytes)
-        .and_then(|body| {
-            verify(secrets, headers.get(header).map(|v| v.as_bytes()), &body)
-                .map(|()| body)
-                .map_err(rejected)
-        })
-        .inspect_err(|e| refused(provider.as_str(), e))
+    body.and_then(|body| {
+        verify(secrets, signature_header(headers, header)?, &body)
+            .map(|()| body)
+            .map_err(rejected)
+    })
+    .inspect_err(|e| refused(provider.as_str(), e))
 }
 
 fn content_type(headers: &HeaderMap) -> ContentType {
     ContentType::from_header(headers.get("content-type").map(|v| v.as_bytes()))
+}
+
+/// The signature header, when at most one was sent. A provider sends one; with
+/// several, checking any single one would leave the others unexamined.
+fn signature_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first.map(|v| v.as_bytes())),
+        (_, Some(_)) => Err(ApiError::Unauthorized(
+            "more than one signature header was sent",
+        )),
+    }
+}
+
+/// The raw body, read within [`super::Limits::body_deadline`]. A sender whose body
+/// trickles in is answered 408 (its own doing), before the whole request's timeout
+/// would answer 503 (ours).
+pub struct TimedBody(Result<Bytes>);
+
+impl FromRequest<AppState> for TimedBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(
+        request: Request,
+        state: &AppState,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let deadline = state.limits.body_deadline();
+        let body = match tokio::time::timeout(deadline, Bytes::from_request(request, state)).await {
+            Ok(read) => read_body(read, state.max_body_bytes),
+            Err(_) => Err(ApiError::BodyTimeout(deadline)),
+        };
+        Ok(TimedBody(body))
+    }
 }
 
 fn read_body(body: std::result::Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes> {
@@ -138,6 +173,7 @@ fn refused(provider: &'static str, err: &ApiError) {
     let reason = match err {
         ApiError::Unauthorized(_) => "signature",
         ApiError::PayloadTooLarge(_) => "too_large",
+        ApiError::BodyTimeout(_) => "slow_body",
         ApiError::NotConfigured(_) => "not_configured",
         ApiError::BadRequest(_) => "malformed",
         ApiError::UnsupportedMediaType(_) => "unsupported_media_type",

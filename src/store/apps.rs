@@ -76,8 +76,8 @@ pub enum CreateAppError {
 impl NewApp {
     fn validate(&self) -> Result<(), String> {
         let name = self.name.trim();
-        if name.is_empty() || name.len() > 255 {
-            return Err("name must be 1 to 255 bytes".into());
+        if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+            return Err("name must be 1 to 255 bytes without control characters".into());
         }
         let repo_ok = self
             .github_repo
@@ -97,9 +97,9 @@ impl NewApp {
             ));
         }
         if let Some(project) = &self.vercel_project_id
-            && (project.is_empty() || project.len() > 255)
+            && (project.is_empty() || project.len() > 255 || project.chars().any(char::is_control))
         {
-            return Err("vercelProjectId must be 1 to 255 bytes".into());
+            return Err("vercelProjectId must be 1 to 255 bytes without control characters".into());
         }
         for (field, branch) in [
             ("stagingBranch", &self.staging_branch),

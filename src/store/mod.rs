@@ -13,6 +13,12 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploy-tracker.db?mode=rwc";
 
+/// How long a request waits for a database connection. While the database is down
+/// the pool keeps retrying a refused connection until then, so this is how soon a
+/// delivery is answered 503 in an outage: well inside the request timeout (8 s by
+/// default) and GitHub's 10 s.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Opens the pool. SQLite gets WAL, foreign keys and durable (fsync-per-commit)
 /// commits on every connection; Postgres is used as configured.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
@@ -32,8 +38,8 @@ pub async fn open(url: &str) -> Result<DatabaseConnection, DbErr> {
 pub fn connect_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .sqlx_logging(false);
     if is_sqlite_url(url) {
         // Writers are serialised in-process; readers run beside them under WAL.

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::{
     ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_NAME, Malformed, Provider,
-    Push, Timestamp, body_digest_id, check_len, is_commit_sha, now,
+    Push, Timestamp, body_digest_id, check_len, is_commit_sha, now, storable,
 };
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -40,10 +40,10 @@ pub fn delivery(
     body: Vec<u8>,
 ) -> Delivery {
     let delivery_id = match delivery_id {
-        Some(id) if !id.is_empty() => id.to_owned(),
+        Some(id) if !id.is_empty() && !id.contains('\0') => id.to_owned(),
         _ => body_digest_id(&body),
     };
-    let event_type = event_type.unwrap_or("").to_owned();
+    let event_type = storable(event_type.unwrap_or(""));
     let event = check_len("X-GitHub-Delivery", &delivery_id, MAX_DELIVERY_ID)
         .and_then(|()| check_len("X-GitHub-Event", &event_type, MAX_EVENT_TYPE))
         .map_err(Malformed::new)
@@ -124,7 +124,7 @@ fn push(json: &str) -> Result<Event, Malformed> {
 
 /// Keeps ledger reasons short whatever a sender puts in a ref.
 fn shorten(s: &str) -> String {
-    truncate(s.to_owned(), 120)
+    truncate(storable(s), 120)
 }
 
 pub(crate) fn truncate(mut s: String, max: usize) -> String {

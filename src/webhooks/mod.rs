@@ -5,7 +5,7 @@ pub mod github;
 pub mod signature;
 pub mod vercel;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -206,17 +206,28 @@ impl Timestamp {
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
         }?;
-        Some(utc.naive_utc())
+        // Both databases order and compare these; outside four-digit years after the
+        // epoch, Postgres refuses some and SQLite's text form sorts wrongly.
+        (1970..=9999).contains(&utc.year()).then(|| utc.naive_utc())
     }
 }
 
-/// Rejects values that would not fit their column, before they reach the database.
+/// Rejects values that would not fit their column, or that Postgres text cannot hold
+/// (NUL), before they reach the database.
 pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
         Err(format!("{field} is longer than {max} bytes"))
+    } else if value.contains('\0') {
+        Err(format!("{field} contains a NUL character"))
     } else {
         Ok(())
     }
+}
+
+/// A value stored whatever it holds (a delivery's event type, a ledger reason), made
+/// storable: NUL, which Postgres text refuses, becomes U+FFFD.
+pub fn storable(value: &str) -> String {
+    value.replace('\0', "\u{FFFD}")
 }
 
 /// A commit SHA as git writes it: 40 (SHA-1) or 64 (SHA-256) hex digits.
@@ -230,4 +241,35 @@ pub fn now() -> NaiveDateTime {
     DateTime::<Utc>::from_timestamp_micros(now.and_utc().timestamp_micros())
         .map(|t| t.naive_utc())
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_with_nul_or_over_the_limit_are_refused() {
+        assert!(check_len("f", "abc", 3).is_ok());
+        assert!(check_len("f", "abcd", 3).is_err());
+        assert!(check_len("f", "a\0c", 3).is_err());
+        assert_eq!(storable("a\0b"), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn timestamps_outside_four_digit_years_after_the_epoch_are_not_times() {
+        assert!(Timestamp::Number(0).to_naive(true).is_some());
+        assert!(Timestamp::Number(-1).to_naive(false).is_none());
+        assert!(
+            Timestamp::Number(-8_000_000_000_000_000)
+                .to_naive(true)
+                .is_none()
+        );
+        assert!(Timestamp::Number(253_402_300_800).to_naive(false).is_none());
+        assert!(
+            Timestamp::Text("+10000-01-01T00:00:00Z".into())
+                .to_naive(true)
+                .is_none()
+        );
+        assert!(Timestamp::Number(253_402_300_799).to_naive(false).is_some());
+    }
 }

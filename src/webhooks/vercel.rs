@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 use super::{
     ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_NAME, MAX_URL,
     MAX_VERCEL_ID, Malformed, Provider, Target, Timestamp, VercelDeployment, body_digest_id,
-    check_len, github::truncate, is_commit_sha, now,
+    check_len, github::truncate, is_commit_sha, now, storable,
 };
 use crate::deployments::state::Status;
 
@@ -68,7 +68,13 @@ pub fn delivery(content_type: ContentType, body: Vec<u8>) -> Delivery {
                 .map_err(Malformed::new)
                 .and_then(|()| event(&head.event_type, &body))
                 .unwrap_or_else(Event::Malformed);
-            (head.id, head.event_type, event)
+            // Kept in the ledger whatever they hold, so made storable.
+            let id = if head.id.contains('\0') {
+                body_digest_id(&body)
+            } else {
+                head.id
+            };
+            (id, storable(&head.event_type), event)
         }
         (ContentType::Json, Err(e)) => (
             body_digest_id(&body),
