@@ -5,12 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::Request;
-use deploy_tracker::simulate::{Flow, SimApp, SimDelivery};
-use rand::seq::{IndexedRandom, SliceRandom};
+use deploy_tracker::simulate::SimDelivery;
 use tower::ServiceExt;
 
 use crate::db_test;
-use crate::helpers::{GITHUB_SECRET, TestApp, VERCEL_SECRET};
+use crate::helpers::{GITHUB_SECRET, Load, TestApp, VERCEL_SECRET};
 
 fn signed(delivery: &SimDelivery) -> Request<Body> {
     let secret = match delivery.provider {
@@ -34,26 +33,16 @@ async fn shuffled_duplicated_concurrent_deliveries_leave_one_correct_row_per_dep
     const APPS: usize = 5;
     const FLOWS: usize = 70;
     const SENDERS: usize = 8;
-    let apps: Vec<SimApp> = (0..APPS).map(SimApp::numbered).collect();
+    let Load {
+        apps,
+        flows,
+        deliveries,
+        distinct,
+    } = Load::new(APPS, FLOWS, "conc");
     let mut app_ids = Vec::new();
     for sim in &apps {
         app_ids.push(app.register(sim.registration()).await);
     }
-    let flows: Vec<Flow> = (0..FLOWS)
-        .map(|n| Flow::numbered(n, APPS, "conc"))
-        .collect();
-    let mut deliveries: Vec<SimDelivery> = flows
-        .iter()
-        .flat_map(|f| f.deliveries(&apps[f.app]))
-        .collect();
-    let distinct = deliveries.len();
-    let mut rng = rand::rng();
-    let resent: Vec<SimDelivery> = deliveries
-        .choose_multiple(&mut rng, distinct / 5)
-        .cloned()
-        .collect();
-    deliveries.extend(resent);
-    deliveries.shuffle(&mut rng);
     assert!(deliveries.len() >= 250, "{}", deliveries.len());
 
     let queue = Arc::new(Mutex::new(deliveries));

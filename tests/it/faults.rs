@@ -8,51 +8,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use deploy_tracker::simulate::{Flow, SimApp, SimDelivery};
+use deploy_tracker::simulate::SimDelivery;
 use deploy_tracker::store::{self, apps, deliveries, deployments};
 use deploy_tracker::webhooks::Provider;
 use rand::Rng;
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, GITHUB_SECRET, VERCEL_SECRET, postgres_url};
+use crate::helpers::{Backend, GITHUB_SECRET, Load, VERCEL_SECRET, postgres_url};
 use crate::process::{PgCluster, ScratchDb, Server, register};
-
-/// Flows spread over apps, their deliveries shuffled with 20% sent twice.
-struct Load {
-    apps: Vec<SimApp>,
-    flows: Vec<Flow>,
-    deliveries: Vec<SimDelivery>,
-    distinct: usize,
-}
-
-impl Load {
-    fn new(apps: usize, flows: usize, run: &str) -> Load {
-        let apps: Vec<SimApp> = (0..apps).map(SimApp::numbered).collect();
-        let flows: Vec<Flow> = (0..flows)
-            .map(|n| Flow::numbered(n, apps.len(), run))
-            .collect();
-        let mut deliveries: Vec<SimDelivery> = flows
-            .iter()
-            .flat_map(|f| f.deliveries(&apps[f.app]))
-            .collect();
-        let distinct = deliveries.len();
-        let mut rng = rand::rng();
-        let again: Vec<SimDelivery> = deliveries
-            .choose_multiple(&mut rng, distinct / 5)
-            .cloned()
-            .collect();
-        deliveries.extend(again);
-        deliveries.shuffle(&mut rng);
-        Load {
-            apps,
-            flows,
-            deliveries,
-            distinct,
-        }
-    }
-}
 
 /// What the senders saw.
 #[derive(Default)]

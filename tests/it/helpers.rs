@@ -8,10 +8,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::http::{AppState, DEFAULT_MAX_BODY_BYTES, Limits, app};
+use deploy_tracker::simulate::{Flow, SimApp, SimDelivery};
 use deploy_tracker::store::{self, deliveries, deployments};
 use deploy_tracker::webhooks::signature::{Secrets, sign_github, sign_vercel};
 use http_body_util::BodyExt;
 use migration::{Migrator, MigratorTrait};
+use rand::seq::{IndexedRandom, SliceRandom};
 use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder,
 };
@@ -89,28 +91,32 @@ impl Drop for Cleanup {
                 }
             }
             Cleanup::Schema { admin_url, schema } => {
-                let (url, sql) = (
-                    admin_url.clone(),
-                    format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+                run_admin_sql(
+                    admin_url,
+                    &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
                 );
-                // Drop runs inside the test's runtime; a fresh one on a plain thread
-                // can block on the statement.
-                let _ = std::thread::spawn(move || {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap()
-                        .block_on(async {
-                            if let Ok(db) = Database::connect(url).await {
-                                let _ = db.execute_unprepared(&sql).await;
-                                let _ = db.close().await;
-                            }
-                        })
-                })
-                .join();
             }
         }
     }
+}
+
+/// Runs one statement on the admin connection from a plain thread with a runtime of
+/// its own: for `Drop`, which runs inside a test's runtime and cannot await.
+pub fn run_admin_sql(admin_url: &str, sql: &str) {
+    let (url, sql) = (admin_url.to_owned(), sql.to_owned());
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                if let Ok(db) = Database::connect(url).await {
+                    let _ = db.execute_unprepared(&sql).await;
+                    let _ = db.close().await;
+                }
+            })
+    })
+    .join();
 }
 
 pub fn postgres_url() -> Option<String> {
@@ -354,6 +360,42 @@ async fn fresh_database(backend: Backend) -> Option<(DatabaseConnection, Cleanup
                 .await
                 .expect("postgres reachable");
             Some((db, Cleanup::Schema { admin_url, schema }))
+        }
+    }
+}
+
+/// Flows spread over apps, their deliveries shuffled with 20% sent twice.
+pub struct Load {
+    pub apps: Vec<SimApp>,
+    pub flows: Vec<Flow>,
+    pub deliveries: Vec<SimDelivery>,
+    /// How many different deliveries there are (before the resends).
+    pub distinct: usize,
+}
+
+impl Load {
+    pub fn new(apps: usize, flows: usize, run: &str) -> Load {
+        let apps: Vec<SimApp> = (0..apps).map(SimApp::numbered).collect();
+        let flows: Vec<Flow> = (0..flows)
+            .map(|n| Flow::numbered(n, apps.len(), run))
+            .collect();
+        let mut deliveries: Vec<SimDelivery> = flows
+            .iter()
+            .flat_map(|f| f.deliveries(&apps[f.app]))
+            .collect();
+        let distinct = deliveries.len();
+        let mut rng = rand::rng();
+        let again: Vec<SimDelivery> = deliveries
+            .choose_multiple(&mut rng, distinct / 5)
+            .cloned()
+            .collect();
+        deliveries.extend(again);
+        deliveries.shuffle(&mut rng);
+        Load {
+            apps,
+            flows,
+            deliveries,
+            distinct,
         }
     }
 }

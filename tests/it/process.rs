@@ -132,19 +132,7 @@ impl ScratchDb {
 impl Drop for ScratchDb {
     fn drop(&mut self) {
         if let Some((admin, sql)) = self.drop_sql.take() {
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(async {
-                        use sea_orm::ConnectionTrait;
-                        if let Ok(db) = sea_orm::Database::connect(&admin).await {
-                            let _ = db.execute_unprepared(&sql).await;
-                        }
-                    })
-            })
-            .join();
+            crate::helpers::run_admin_sql(&admin, &sql);
         } else if let Some(path) = self
             .url
             .strip_prefix("sqlite://")
