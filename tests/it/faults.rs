@@ -8,16 +8,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use deploy_tracker::simulate::SimDelivery;
 use deploy_tracker::store::{self, apps, deliveries, deployments};
-use deploy_tracker::webhooks::Provider;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, GITHUB_SECRET, Load, VERCEL_SECRET, postgres_url};
-use crate::process::{PgCluster, ScratchDb, Server, register};
+use crate::helpers::{Backend, Load, postgres_url};
+use crate::process::{PgCluster, ScratchDb, Server, post, register};
 
 /// What the senders saw.
 #[derive(Default)]
@@ -75,7 +73,7 @@ async fn send_all(
                         continue;
                     };
                     let started = Instant::now();
-                    let answer = send(&client, &target, &d).await;
+                    let answer = post(&client, &target, &d).await;
                     let answered = {
                         let mut seen = seen.lock().unwrap();
                         seen.requests += 1;
@@ -108,32 +106,6 @@ async fn send_all(
         });
     }
     tasks
-}
-
-/// One signed delivery; its status and the receipt's ledger id.
-async fn send(
-    client: &reqwest::Client,
-    addr: &str,
-    d: &SimDelivery,
-) -> Result<(u16, Option<Uuid>), reqwest::Error> {
-    let secret = match d.provider {
-        Provider::Github => GITHUB_SECRET,
-        Provider::Vercel => VERCEL_SECRET,
-    };
-    let (name, value) = d.signature(secret.as_bytes());
-    let response = client
-        .post(format!("http://{addr}{}", d.path()))
-        .header("content-type", "application/json")
-        .header("x-github-event", d.event)
-        .header("x-github-delivery", d.delivery_id.as_str())
-        .header(name, value)
-        .body(d.body.clone())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let id = body["id"].as_str().and_then(|id| id.parse().ok());
-    Ok((status, id))
 }
 
 /// The table and the ledger are exactly what the flows must leave: one row per flow

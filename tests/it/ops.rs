@@ -161,8 +161,8 @@ async fn sigterm_during_a_burst_loses_no_answered_delivery(app: TestApp) {
                 let Some(d) = queue.lock().unwrap().pop() else {
                     break;
                 };
-                match post(&client, &server, &d).await {
-                    Ok(status) if (200..300).contains(&status) => {
+                match post(&client, &server.addr, &d).await {
+                    Ok((status, _)) if (200..300).contains(&status) => {
                         answered.lock().unwrap().push(d.delivery_id.clone())
                     }
                     Ok(_) | Err(_) => {}

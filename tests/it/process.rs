@@ -145,18 +145,19 @@ impl Drop for ScratchDb {
     }
 }
 
+/// One signed delivery to the server at `addr`; its status and the receipt's ledger id.
 pub async fn post(
     client: &reqwest::Client,
-    server: &Server,
+    addr: &str,
     d: &SimDelivery,
-) -> Result<u16, reqwest::Error> {
+) -> Result<(u16, Option<uuid::Uuid>), reqwest::Error> {
     let secret = match d.provider {
         deploy_tracker::webhooks::Provider::Github => GITHUB_SECRET,
         deploy_tracker::webhooks::Provider::Vercel => VERCEL_SECRET,
     };
     let (name, value) = d.signature(secret.as_bytes());
     let response = client
-        .post(server.url(d.path()))
+        .post(format!("http://{addr}{}", d.path()))
         .header("content-type", "application/json")
         .header("x-github-event", d.event)
         .header("x-github-delivery", d.delivery_id.as_str())
@@ -164,7 +165,10 @@ pub async fn post(
         .body(d.body.clone())
         .send()
         .await?;
-    Ok(response.status().as_u16())
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let id = body["id"].as_str().and_then(|id| id.parse().ok());
+    Ok((status, id))
 }
 
 pub async fn register(client: &reqwest::Client, server: &Server, app: &SimApp) {
