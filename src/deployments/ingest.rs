@@ -424,7 +424,7 @@ async fn insert_ledger(
 
 /// A reason as the ledger's `reason` column can hold it, on either database.
 fn ledger_reason(reason: &str) -> String {
-    crate::webhooks::github::truncate(crate::webhooks::storable(reason), 255)
+    crate::webhooks::truncate(crate::webhooks::storable(reason), 255)
 }
 
 async fn record(txn: &DatabaseTransaction, ledger_id: Uuid, effect: &Effect) -> Result<(), DbErr> {

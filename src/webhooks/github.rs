@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::{
     ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_NAME, Malformed, Provider,
-    Push, Timestamp, body_digest_id, check_len, is_commit_sha, now, storable,
+    Push, Timestamp, body_digest_id, check_len, is_commit_sha, now, storable, truncate,
 };
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -125,17 +125,6 @@ fn push(json: &str) -> Result<Event, Malformed> {
 /// Keeps ledger reasons short whatever a sender puts in a ref.
 fn shorten(s: &str) -> String {
     truncate(storable(s), 120)
-}
-
-pub(crate) fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }
 
 #[cfg(test)]

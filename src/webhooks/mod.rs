@@ -224,6 +224,18 @@ pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), Stri
     }
 }
 
+/// Cuts a string to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 /// A value stored whatever it holds (a delivery's event type, a ledger reason), made
 /// storable: NUL, which Postgres text refuses, becomes U+FFFD.
 pub fn storable(value: &str) -> String {

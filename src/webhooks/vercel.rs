@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 use super::{
     ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_NAME, MAX_URL,
     MAX_VERCEL_ID, Malformed, Provider, Target, Timestamp, VercelDeployment, body_digest_id,
-    check_len, github::truncate, is_commit_sha, now, storable,
+    check_len, is_commit_sha, now, storable, truncate,
 };
 use crate::deployments::state::Status;
 
