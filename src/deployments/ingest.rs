@@ -1,82 +1,41 @@
-//! Ingest: one verified delivery becomes one ledger row and at most one state change
-//! per app, committed together in a single transaction.
+//! Ingest: verified deliveries become ledger rows and state changes, each delivery's
+//! committed together with its row, in one transaction.
+//!
+//! Deliveries that arrive together share that transaction (group commit): whoever
+//! gets the writer's turn takes every delivery queued so far, reads what they can
+//! touch in two statements (the apps they name, locked on Postgres, then the
+//! deployment rows they could look up), applies them one after another in memory
+//! ([`super::plan`]), writes the changed rows and the ledger rows in one statement
+//! each, commits, and only then answers each delivery. A delivery recorded before
+//! makes the ledger insert come up short; the batch is then rolled back and done
+//! again, looking for such copies first.
 //!
 //! Order and repetition do not matter: a duplicate delivery id changes nothing, status
 //! only moves forward (see [`super::state`]), missing fields are only ever filled, and
 //! "createdAt" is the earliest event time seen for the deployment.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use chrono::NaiveDateTime;
-use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectionTrait,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
-use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::state::{Status, Transition, transition};
-use crate::store::deployments::Environment;
-use crate::store::{apps, deliveries, deployments};
-use crate::webhooks::{Delivery, Event, Provider, Push, Target, VercelDeployment, now};
+pub use super::plan::Outcome;
+use super::plan::{AppKeys, Effect, Snapshot};
+use crate::store::{ACQUIRE_TIMEOUT, apps, deliveries, deployments};
+use crate::webhooks::{Delivery, Event, Provider, now};
 
-/// What a delivery did, as the ledger's `outcome` column records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// A deployment row was created or changed.
-    Applied,
-    /// The delivery id was seen before, or the event changed nothing.
-    Duplicate,
-    /// Understood, but not about a tracked deployment (ping, tag, preview, other types).
-    Ignored,
-    /// About a repository or project no app is registered for (yet).
-    Unmatched,
-    /// Older than what the row records, or contradicting a final status.
-    Stale,
-    /// Signed but not understood; kept raw for re-processing.
-    Malformed,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Applied,
-        Outcome::Duplicate,
-        Outcome::Ignored,
-        Outcome::Unmatched,
-        Outcome::Stale,
-        Outcome::Malformed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Ignored => "ignored",
-            Outcome::Unmatched => "unmatched",
-            Outcome::Stale => "stale",
-            Outcome::Malformed => "malformed",
-        }
-    }
-}
-
-impl std::str::FromStr for Outcome {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Outcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown outcome {s:?}: expected applied, duplicate, ignored, unmatched, stale or malformed"
-                )
-            })
-    }
-}
+/// The most deliveries one transaction takes; the rest wait for the next.
+const MAX_BATCH: usize = 64;
 
 /// What ingest tells the caller about one delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,117 +66,97 @@ pub struct Reprocessed {
     pub changed: bool,
 }
 
-/// The effect of one event on the deployments table, before it is written to the ledger.
-#[derive(Debug, Clone)]
-pub(crate) struct Effect {
-    outcome: Outcome,
-    reason: String,
-    app_id: Option<Uuid>,
-    deployment_id: Option<Uuid>,
-}
-
-impl Effect {
-    fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
-        Self {
-            outcome,
-            reason: reason.into(),
-            app_id: None,
-            deployment_id: None,
-        }
-    }
-
-    fn on(mut self, app_id: Uuid, deployment_id: Uuid) -> Self {
-        self.app_id = Some(app_id);
-        self.deployment_id = Some(deployment_id);
-        self
-    }
-}
-
 /// Applies deliveries to the database. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Ingest {
     db: DatabaseConnection,
-    /// SQLite has one writer at a time; taking turns here, instead of inside SQLite,
-    /// turns lock contention into an orderly queue instead of `SQLITE_BUSY` errors,
-    /// and lets deliveries that queue up share one commit (one fsync).
-    sqlite_writer: Option<Arc<SqliteWriter>>,
+    writer: Arc<Writer>,
 }
 
-/// Group commit for SQLite. Whoever gets the turn takes every delivery queued so far
-/// and applies them in one transaction, each inside its own savepoint (one failure
-/// spoils no other), then answers each only once that transaction has committed.
-struct SqliteWriter {
-    turn: Arc<Mutex<()>>,
-    queue: std::sync::Mutex<Vec<Queued>>,
+/// The group-commit queue, and the turn to drain it: one write transaction at a
+/// time per process. SQLite has one writer at a time anyway, and queueing here
+/// rather than inside SQLite turns lock contention into an orderly queue. On
+/// Postgres, concurrent batches would mostly wait for each other's app locks and be
+/// smaller; measured, two writers did less than one (see the README's benchmark).
+struct Writer {
+    turn: Arc<Semaphore>,
+    queue: std::sync::Mutex<VecDeque<Queued>>,
 }
 
 struct Queued {
     delivery: Delivery,
+    /// When it joined the queue: it waits for a connection until [`ACQUIRE_TIMEOUT`]
+    /// after that, however long it queued.
+    since: Instant,
     answer: oneshot::Sender<Result<Receipt, DbErr>>,
+}
+
+impl Writer {
+    /// The next batch: up to [`MAX_BATCH`] deliveries, oldest first.
+    fn take(&self) -> Vec<Queued> {
+        let mut queue = self.queue.lock().expect("queue lock");
+        let n = queue.len().min(MAX_BATCH);
+        queue.drain(..n).collect()
+    }
+}
+
+/// Why a batch's transaction was rolled back.
+enum Abort {
+    /// The database refused a statement or could not be reached.
+    Db(DbErr),
+    /// A ledger row was recorded by another transaction after this one looked: a copy
+    /// of one of the deliveries, sent to another replica at the same time.
+    Raced,
+}
+
+impl From<DbErr> for Abort {
+    fn from(err: DbErr) -> Self {
+        Abort::Db(err)
+    }
 }
 
 impl Ingest {
     pub fn new(db: DatabaseConnection) -> Self {
-        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| {
-            Arc::new(SqliteWriter {
-                turn: Arc::new(Mutex::new(())),
-                queue: std::sync::Mutex::new(Vec::new()),
-            })
+        let writer = Arc::new(Writer {
+            turn: Arc::new(Semaphore::new(1)),
+            queue: std::sync::Mutex::new(VecDeque::new()),
         });
-        Self { db, sqlite_writer }
+        Self { db, writer }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
 
-    /// Records the delivery and applies its event in one transaction. Returns only
-    /// once both are committed; an error means nothing was written.
+    /// Records the delivery and applies its event. Returns only once both are
+    /// committed; an error means nothing of it was written.
     pub async fn ingest(&self, delivery: &Delivery) -> Result<Receipt, DbErr> {
-        match &self.sqlite_writer {
-            Some(writer) => self.ingest_grouped(writer, delivery).await,
-            None => {
-                let txn = self.db.begin().await?;
-                match ingest_in(&txn, delivery, false).await? {
-                    Some(receipt) => {
-                        txn.commit().await?;
-                        Ok(receipt)
-                    }
-                    None => {
-                        txn.rollback().await?;
-                        duplicate_of(&self.db, delivery).await
-                    }
-                }
-            }
-        }
-    }
-
-    async fn ingest_grouped(
-        &self,
-        writer: &SqliteWriter,
-        delivery: &Delivery,
-    ) -> Result<Receipt, DbErr> {
+        let abandoned = || Err(DbErr::Custom("the write batch was abandoned".into()));
         let (answer, mut answered) = oneshot::channel();
-        writer.queue.lock().expect("queue lock").push(Queued {
-            delivery: delivery.clone(),
-            answer,
-        });
+        self.writer
+            .queue
+            .lock()
+            .expect("queue lock")
+            .push_back(Queued {
+                delivery: delivery.clone(),
+                since: Instant::now(),
+                answer,
+            });
         loop {
             tokio::select! {
                 biased;
-                receipt = &mut answered => {
-                    return receipt.unwrap_or_else(|_| {
-                        Err(DbErr::Custom("the write batch was abandoned".into()))
-                    });
-                }
-                turn = writer.turn.clone().lock_owned() => {
-                    let batch = std::mem::take(&mut *writer.queue.lock().expect("queue lock"));
-                    // Empty: an earlier turn took this delivery and has answered it.
-                    if !batch.is_empty() {
-                        // A task of its own, so a caller that gives up (a request
-                        // timeout) does not abandon the others' deliveries mid-batch.
-                        tokio::spawn(commit_batch(self.db.clone(), batch, turn));
+                receipt = &mut answered => return receipt.unwrap_or_else(|_| abandoned()),
+                turn = self.writer.turn.clone().acquire_owned() => {
+                    let turn = turn.expect("the turn is never closed");
+                    let batch = self.writer.take();
+                    if batch.is_empty() {
+                        // An earlier batch took this delivery and answers it when it ends.
+                        drop(turn);
+                        return answered.await.unwrap_or_else(|_| abandoned());
                     }
+                    // A task of its own, so a caller that gives up (a request
+                    // timeout) does not abandon the others' deliveries mid-batch.
+                    tokio::spawn(commit_batch(self.db.clone(), batch, turn));
                 }
             }
         }
@@ -228,13 +167,9 @@ impl Ingest {
     /// keeps that record unless it changes the table again, so re-running changes
     /// nothing the second time.
     pub async fn reprocess(&self, ledger_id: Uuid) -> Result<Reprocessed, DbErr> {
-        let _turn = match &self.sqlite_writer {
-            Some(writer) => Some(writer.turn.lock().await),
-            None => None,
-        };
-        let txn = self.db.begin().await?;
-        // A no-op write first, as in `ingest`: it takes SQLite's write lock before
-        // anything is read, and on Postgres it locks the row so that two runs take turns.
+        let _turn = self.writer.turn.acquire().await;
+        let txn = begin(&self.db).await?;
+        // A no-op write first: on Postgres it locks the row, so two runs take turns.
         deliveries::Entity::update_many()
             .col_expr(
                 deliveries::Column::Outcome,
@@ -254,7 +189,9 @@ impl Ingest {
             &stored.event_type,
             stored.body.clone(),
         );
-        let mut effect = apply(&txn, &delivery.event).await?;
+        let mut snapshot = read_snapshot(&txn, [&delivery.event]).await?;
+        let mut effect = snapshot.apply(&delivery.event, now());
+        write_rows(&txn, &snapshot).await?;
         effect.reason = ledger_reason(&effect.reason);
         let keep =
             stored.outcome == Outcome::Applied.as_str() && effect.outcome != Outcome::Applied;
@@ -263,7 +200,15 @@ impl Ingest {
                 || stored.reason != effect.reason
                 || stored.deployment_id != effect.deployment_id);
         if changed {
-            record(&txn, ledger_id, &effect).await?;
+            deliveries::ActiveModel {
+                id: sea_orm::ActiveValue::Unchanged(ledger_id),
+                outcome: Set(effect.outcome.as_str().to_owned()),
+                reason: Set(effect.reason.clone()),
+                deployment_id: Set(effect.deployment_id),
+                ..Default::default()
+            }
+            .update(&txn)
+            .await?;
         }
         txn.commit().await?;
         let (outcome, reason, deployment_id) = if changed {
@@ -288,477 +233,437 @@ impl Ingest {
     }
 }
 
-/// Applies a batch in one transaction, a savepoint per delivery, and answers each
-/// after the commit (or with the error that stopped the batch). The turn is given
-/// back only after every answer has been sent.
-async fn commit_batch(db: DatabaseConnection, batch: Vec<Queued>, turn: OwnedMutexGuard<()>) {
-    let failed = |err: &DbErr| DbErr::Custom(format!("the write batch failed: {err}"));
-    let txn = match db.begin().await {
-        Ok(txn) => txn,
-        Err(err) => {
-            for queued in batch {
-                let _ = queued.answer.send(Err(failed(&err)));
+/// Ingests a batch and answers each delivery. When the batch's transaction is
+/// refused for something one delivery or a concurrent copy can cause, the
+/// deliveries are redone one transaction each, so one spoils no other. The turn is
+/// given back only after every answer has been sent.
+async fn commit_batch(db: DatabaseConnection, batch: Vec<Queued>, turn: OwnedSemaphorePermit) {
+    let started = Instant::now();
+    let deliveries: Vec<&Delivery> = batch.iter().map(|queued| &queued.delivery).collect();
+    let deadline = batch
+        .iter()
+        .map(|queued| queued.since)
+        .min()
+        .expect("a batch is never empty")
+        + ACQUIRE_TIMEOUT;
+    let results: Vec<Result<Receipt, DbErr>> = if deliveries.len() == 1 {
+        vec![ingest_alone(&db, deliveries[0], deadline).await]
+    } else {
+        match ingest_batch(&db, &deliveries, deadline).await {
+            Ok(receipts) => receipts.into_iter().map(Ok).collect(),
+            Err(Abort::Db(err)) if !from_the_database(&err) => {
+                let failed = |err: &DbErr| DbErr::Custom(format!("the write batch failed: {err}"));
+                deliveries.iter().map(|_| Err(failed(&err))).collect()
             }
-            return;
+            Err(abort) => {
+                if let Abort::Db(err) = &abort {
+                    tracing::debug!(%err, size = deliveries.len(), "batch refused; redoing one by one");
+                }
+                let mut results = Vec::with_capacity(deliveries.len());
+                for queued in &batch {
+                    let deadline = queued.since + ACQUIRE_TIMEOUT;
+                    results.push(ingest_alone(&db, &queued.delivery, deadline).await);
+                }
+                results
+            }
         }
     };
-    let mut results = Vec::with_capacity(batch.len());
-    for queued in batch {
-        let result = match txn.begin().await {
-            Err(err) => Err(err),
-            Ok(savepoint) => match ingest_in(&savepoint, &queued.delivery, true).await {
-                Ok(Some(receipt)) => savepoint.commit().await.map(|()| receipt),
-                // A copy of a delivery recorded earlier, perhaps earlier in this batch.
-                Ok(None) => match savepoint.rollback().await {
-                    Ok(()) => duplicate_of(&txn, &queued.delivery).await,
-                    Err(err) => Err(err),
-                },
-                Err(err) => {
-                    let _ = savepoint.rollback().await;
-                    Err(err)
-                }
-            },
-        };
-        results.push((queued.answer, result));
-    }
-    match txn.commit().await {
-        Ok(()) => {
-            for (answer, result) in results {
-                let _ = answer.send(result);
-            }
-        }
-        Err(err) => {
-            for (answer, _) in results {
-                let _ = answer.send(Err(failed(&err)));
-            }
-        }
+    tracing::debug!(
+        size = batch.len(),
+        took_us = started.elapsed().as_micros() as u64,
+        "batch"
+    );
+    for (queued, result) in batch.into_iter().zip(results) {
+        let _ = queued.answer.send(result);
     }
     drop(turn);
 }
 
-/// Records the delivery and applies its event inside `txn`. `None` when the ledger
-/// already holds its (provider, delivery id): the caller rolls back and answers
-/// [`duplicate_of`].
-///
-/// With `ledger_first` (SQLite) the ledger row goes first, so the write lock is
-/// taken before anything is read (another process may be writing too), and is
-/// completed once the effect is known. Otherwise (Postgres) it goes last, already
-/// complete: one round trip fewer. Either way a concurrent copy of the same delivery
-/// waits on the ledger's unique key (or on the app lock before it), then finds the
-/// row.
-async fn ingest_in(
-    txn: &DatabaseTransaction,
+/// One delivery in a transaction of its own.
+async fn ingest_alone(
+    db: &DatabaseConnection,
     delivery: &Delivery,
-    ledger_first: bool,
-) -> Result<Option<Receipt>, DbErr> {
-    let received_at = now();
-    let ledger_id = Uuid::now_v7();
-    let row = |effect: &Effect| deliveries::ActiveModel {
-        id: Set(ledger_id),
-        provider: Set(delivery.provider.as_str().to_owned()),
-        delivery_id: Set(delivery.delivery_id.clone()),
-        event_type: Set(delivery.event_type.clone()),
-        body: Set(delivery.body.clone()),
-        received_at: Set(received_at),
-        outcome: Set(effect.outcome.as_str().to_owned()),
-        reason: Set(ledger_reason(&effect.reason)),
-        deployment_id: Set(effect.deployment_id),
-    };
-    if ledger_first && !insert_ledger(txn, row(&Effect::new(Outcome::Applied, ""))).await? {
-        return Ok(None);
+    deadline: Instant,
+) -> Result<Receipt, DbErr> {
+    match ingest_batch(db, &[delivery], deadline).await {
+        Ok(mut receipts) => Ok(receipts.remove(0)),
+        Err(Abort::Db(err)) => Err(err),
+        // Recorded meanwhile by a copy: answer as that copy's duplicate.
+        Err(Abort::Raced) => duplicate_of(db, delivery).await,
     }
-    let effect = apply(txn, &delivery.event).await?;
-    if ledger_first {
-        record(txn, ledger_id, &effect).await?;
-    } else if !insert_ledger(txn, row(&effect)).await? {
-        return Ok(None);
+}
+
+/// Whether the database server refused a statement (a constraint, a deadlock), as
+/// opposed to not being reachable: only the former is worth redoing delivery by
+/// delivery.
+fn from_the_database(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
+            matches!(**err, sea_orm::sqlx::Error::Database(_))
+        }
+        _ => false,
     }
-    Ok(Some(Receipt {
-        id: ledger_id,
-        outcome: effect.outcome,
-        reason: effect.reason,
-        app_id: effect.app_id,
-        deployment_id: effect.deployment_id,
-    }))
+}
+
+/// A transaction that, on SQLite, takes the write lock at once: another process may
+/// be writing too, and a read-then-write transaction would then fail to upgrade.
+async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
+/// What the ledger already holds for a (provider, delivery id).
+#[derive(Debug, Clone)]
+struct Recorded {
+    id: Uuid,
+    outcome: String,
+    reason: String,
+    deployment_id: Option<Uuid>,
+}
+
+impl Recorded {
+    /// The answer to another copy of this delivery.
+    fn answer_copy(&self) -> Receipt {
+        // A resend of a delivery that could not be read is refused again, as the
+        // first copy was; answering it 200 would tell the sender all is well.
+        if self.outcome == Outcome::Malformed.as_str() {
+            return Receipt {
+                id: self.id,
+                outcome: Outcome::Malformed,
+                reason: self.reason.clone(),
+                app_id: None,
+                deployment_id: None,
+            };
+        }
+        Receipt {
+            id: self.id,
+            outcome: Outcome::Duplicate,
+            reason: format!("delivery already recorded as {}", self.outcome),
+            app_id: None,
+            deployment_id: self.deployment_id,
+        }
+    }
+}
+
+type LedgerKey = (&'static str, String);
+
+fn ledger_key(delivery: &Delivery) -> LedgerKey {
+    (delivery.provider.as_str(), delivery.delivery_id.clone())
+}
+
+/// The ledger rows already recorded for these deliveries.
+async fn recorded<C: ConnectionTrait>(
+    db: &C,
+    deliveries: &[&Delivery],
+) -> Result<HashMap<LedgerKey, Recorded>, DbErr> {
+    let rows: Vec<(Uuid, String, String, String, String, Option<Uuid>)> =
+        deliveries::Entity::find()
+            .select_only()
+            .columns([
+                deliveries::Column::Id,
+                deliveries::Column::Provider,
+                deliveries::Column::DeliveryId,
+                deliveries::Column::Outcome,
+                deliveries::Column::Reason,
+                deliveries::Column::DeploymentId,
+            ])
+            .filter(
+                Provider::ALL
+                    .into_iter()
+                    .fold(Condition::any(), |any, provider| {
+                        // Per provider, so the lookup uses the (provider, "deliveryId") key.
+                        let ids: Vec<String> = deliveries
+                            .iter()
+                            .filter(|d| d.provider == provider)
+                            .map(|d| d.delivery_id.clone())
+                            .collect();
+                        any.add_option((!ids.is_empty()).then(|| {
+                            let backend = db.get_database_backend();
+                            deliveries::Column::Provider
+                                .eq(provider.as_str())
+                                .and(one_of(
+                                    backend,
+                                    Expr::col(deliveries::Column::DeliveryId),
+                                    ids,
+                                ))
+                        }))
+                    }),
+            )
+            .into_tuple()
+            .all(db)
+            .await?;
+    let mut found = HashMap::new();
+    for (id, provider, delivery_id, outcome, reason, deployment_id) in rows {
+        if let Ok(provider) = provider.parse::<Provider>() {
+            let record = Recorded {
+                id,
+                outcome,
+                reason,
+                deployment_id,
+            };
+            found.insert((provider.as_str(), delivery_id), record);
+        }
+    }
+    Ok(found)
 }
 
 /// The answer to a delivery id already in the ledger.
 async fn duplicate_of<C: ConnectionTrait>(db: &C, delivery: &Delivery) -> Result<Receipt, DbErr> {
-    let original = deliveries::Entity::find()
-        .filter(deliveries::Column::Provider.eq(delivery.provider.as_str()))
-        .filter(deliveries::Column::DeliveryId.eq(delivery.delivery_id.as_str()))
-        .one(db)
+    recorded(db, &[delivery])
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))?;
-    // A resend of a delivery that could not be read is refused again, as the
-    // first copy was; answering it 200 would tell the sender all is well.
-    if original.outcome == Outcome::Malformed.as_str() {
-        return Ok(Receipt {
-            id: original.id,
-            outcome: Outcome::Malformed,
-            reason: original.reason,
-            app_id: None,
-            deployment_id: None,
-        });
-    }
-    Ok(Receipt {
-        id: original.id,
-        outcome: Outcome::Duplicate,
-        reason: format!("delivery already recorded as {}", original.outcome),
-        app_id: None,
-        deployment_id: original.deployment_id,
-    })
+        .get(&ledger_key(delivery))
+        .map(Recorded::answer_copy)
+        .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))
 }
 
-/// Inserts a ledger row unless its (provider, delivery id) is already there.
-async fn insert_ledger(
+/// Records each delivery and applies its event, all in one transaction, as if one
+/// after another; returns the answers in the same order. Copies of a delivery
+/// (recorded before, or earlier in the batch) change nothing and are answered as
+/// duplicates.
+async fn ingest_batch(
+    db: &DatabaseConnection,
+    batch: &[&Delivery],
+    deadline: Instant,
+) -> Result<Vec<Receipt>, Abort> {
+    // Copies are rare (a sender's retry, a redelivery), so the first attempt does not
+    // look for them: the ledger's unique key finds them, and the batch is done
+    // again, looking first. A round trip fewer for nearly every batch.
+    match attempt_batch(db, batch, deadline, false).await {
+        Err(Abort::Raced) => attempt_batch(db, batch, deadline, true).await,
+        done => done,
+    }
+}
+
+/// One transaction for [`ingest_batch`]; `look` reads the ledger for copies first.
+async fn attempt_batch(
+    db: &DatabaseConnection,
+    batch: &[&Delivery],
+    deadline: Instant,
+    look: bool,
+) -> Result<Vec<Receipt>, Abort> {
+    let txn = tokio::time::timeout_at(deadline, begin(db))
+        .await
+        .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))??;
+    // Apps first: on Postgres their locks make concurrent batches about the same
+    // apps take turns, so what is read below is what the next batch will see.
+    let mut snapshot = read_snapshot(&txn, batch.iter().map(|d| &d.event)).await?;
+    let mut seen = if look {
+        recorded(&txn, batch).await?
+    } else {
+        HashMap::new()
+    };
+    let received_at = now();
+    let mut receipts = Vec::with_capacity(batch.len());
+    let mut ledger = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        let key = ledger_key(delivery);
+        if let Some(earlier) = seen.get(&key) {
+            receipts.push(earlier.answer_copy());
+            continue;
+        }
+        let Effect {
+            outcome,
+            reason,
+            app_id,
+            deployment_id,
+        } = snapshot.apply(&delivery.event, received_at);
+        let id = Uuid::now_v7();
+        let stored_reason = ledger_reason(&reason);
+        seen.insert(
+            key,
+            Recorded {
+                id,
+                outcome: outcome.as_str().to_owned(),
+                reason: stored_reason.clone(),
+                deployment_id,
+            },
+        );
+        ledger.push(deliveries::Model {
+            id,
+            provider: delivery.provider.as_str().to_owned(),
+            delivery_id: delivery.delivery_id.clone(),
+            event_type: delivery.event_type.clone(),
+            body: delivery.body.clone(),
+            received_at,
+            outcome: outcome.as_str().to_owned(),
+            reason: stored_reason,
+            deployment_id,
+        });
+        receipts.push(Receipt {
+            id,
+            outcome,
+            reason,
+            app_id,
+            deployment_id,
+        });
+    }
+    write_rows(&txn, &snapshot).await?;
+    if !insert_ledger(&txn, ledger).await? {
+        txn.rollback().await?;
+        return Err(Abort::Raced);
+    }
+    txn.commit().await?;
+    Ok(receipts)
+}
+
+/// Reads what `events` can touch: the apps they name, locked on Postgres in id order
+/// (so that concurrent transactions queue instead of deadlocking), then every
+/// deployment row they could look up.
+async fn read_snapshot<'e>(
     txn: &DatabaseTransaction,
-    row: deliveries::ActiveModel,
-) -> Result<bool, DbErr> {
-    let inserted = deliveries::Entity::insert(row)
-        .on_conflict_do_nothing_on([deliveries::Column::Provider, deliveries::Column::DeliveryId])
+    events: impl IntoIterator<Item = &'e Event> + Clone,
+) -> Result<Snapshot, DbErr> {
+    let postgres = txn.get_database_backend() == DbBackend::Postgres;
+    let keys = AppKeys::of(events.clone());
+    let apps = if keys.is_empty() {
+        Vec::new()
+    } else if postgres {
+        // One statement text for any batch (arrays, not lists of parameters), so
+        // it is parsed once per connection.
+        let sql = r#"SELECT * FROM apps
+            WHERE lower("githubRepo") = ANY($1) OR "vercelProjectId" = ANY($2)
+            ORDER BY id FOR UPDATE"#;
+        let values = [strings(&keys.repositories), strings(&keys.projects)];
+        apps::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .all(txn)
+            .await?
+    } else {
+        // SQLite has no row locks: its writers already run one at a time.
+        let named = Condition::any()
+            .add(
+                Expr::expr(Func::lower(Expr::col(apps::Column::GithubRepo)))
+                    .is_in(keys.repositories.iter().map(String::as_str)),
+            )
+            .add(apps::Column::VercelProjectId.is_in(keys.projects.iter().map(String::as_str)));
+        apps::Entity::find().filter(named).all(txn).await?
+    };
+    let mut snapshot = Snapshot::new(apps);
+    let keys = snapshot.row_keys(events);
+    if keys.is_empty() {
+        return Ok(snapshot);
+    }
+    let rows = if postgres {
+        let sql = r#"SELECT * FROM deployments WHERE "vercelDeploymentId" = ANY($1)
+            UNION
+            SELECT d.* FROM unnest($2::uuid[], $3::text[], $4::text[]) AS k(app, env, sha)
+            JOIN deployments d
+              ON d."appId" = k.app AND d.environment = k.env AND d."githubCommitSha" = k.sha"#;
+        let (apps, environments, shas): (Vec<Uuid>, Vec<String>, Vec<String>) = keys
+            .commits
+            .iter()
+            .map(|(app, env, sha)| (*app, env.as_str().to_owned(), sha.clone()))
+            .collect();
+        let values = [
+            strings(&keys.vercel_ids),
+            apps.into(),
+            environments.into(),
+            shas.into(),
+        ];
+        deployments::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .all(txn)
+            .await?
+    } else {
+        let mut candidates = Condition::any().add(
+            deployments::Column::VercelDeploymentId
+                .is_in(keys.vercel_ids.iter().map(String::as_str)),
+        );
+        for (app_id, environment, sha) in &keys.commits {
+            candidates = candidates.add(
+                Condition::all()
+                    .add(deployments::Column::AppId.eq(*app_id))
+                    .add(deployments::Column::Environment.eq(*environment))
+                    .add(deployments::Column::GithubCommitSha.eq(sha.as_str())),
+            );
+        }
+        deployments::Entity::find()
+            .filter(candidates)
+            .all(txn)
+            .await?
+    };
+    snapshot.add_rows(rows);
+    Ok(snapshot)
+}
+
+/// `expr IN (values)`; on Postgres `expr = ANY($1)`, one array parameter, so that
+/// the statement text is the same for any number of values.
+fn one_of(backend: DbBackend, expr: impl Into<Expr>, values: Vec<String>) -> Expr {
+    let expr = expr.into();
+    if backend == DbBackend::Postgres {
+        expr.eq(Func::cust("ANY").arg(Expr::val(values)))
+    } else {
+        expr.is_in(values)
+    }
+}
+
+/// A Postgres `text[]` parameter.
+fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> sea_orm::Value {
+    items.into_iter().cloned().collect::<Vec<String>>().into()
+}
+
+/// Writes the rows a snapshot created or changed, in one statement.
+async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<(), DbErr> {
+    let rows: Vec<deployments::Model> = snapshot.touched().cloned().collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    use deployments::Column;
+    deployments::Entity::insert_many(rows.into_iter().map(deployments::ActiveModel::from))
+        .on_conflict(
+            OnConflict::column(Column::Id)
+                .update_columns([
+                    Column::Status,
+                    Column::DeploymentUrl,
+                    Column::GithubCommitSha,
+                    Column::VercelDeploymentId,
+                    Column::CreatedAt,
+                    Column::UpdatedAt,
+                    Column::ErrorMessage,
+                ])
+                .to_owned(),
+        )
         .exec_without_returning(txn)
         .await?;
-    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+    Ok(())
+}
+
+/// Inserts the batch's ledger rows in one statement; false when one of them was
+/// already there (recorded by a concurrent transaction since the batch looked).
+async fn insert_ledger(
+    txn: &DatabaseTransaction,
+    mut rows: Vec<deliveries::Model>,
+) -> Result<bool, DbErr> {
+    if rows.is_empty() {
+        return Ok(true);
+    }
+    // Always in one order, so two batches waiting on each other's keys cannot
+    // deadlock.
+    rows.sort_by(|a, b| (&a.provider, &a.delivery_id).cmp(&(&b.provider, &b.delivery_id)));
+    let expected = rows.len() as u64;
+    let inserted =
+        deliveries::Entity::insert_many(rows.into_iter().map(deliveries::ActiveModel::from))
+            .on_conflict_do_nothing_on([
+                deliveries::Column::Provider,
+                deliveries::Column::DeliveryId,
+            ])
+            .exec_without_returning(txn)
+            .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n == expected))
 }
 
 /// A reason as the ledger's `reason` column can hold it, on either database.
 fn ledger_reason(reason: &str) -> String {
     crate::webhooks::truncate(crate::webhooks::storable(reason), 255)
-}
-
-async fn record(txn: &DatabaseTransaction, ledger_id: Uuid, effect: &Effect) -> Result<(), DbErr> {
-    deliveries::ActiveModel {
-        id: sea_orm::ActiveValue::Unchanged(ledger_id),
-        outcome: Set(effect.outcome.as_str().to_owned()),
-        reason: Set(ledger_reason(&effect.reason)),
-        deployment_id: Set(effect.deployment_id),
-        ..Default::default()
-    }
-    .update(txn)
-    .await?;
-    Ok(())
-}
-
-/// What an event does to the deployments table, inside the caller's transaction.
-pub(crate) async fn apply(txn: &DatabaseTransaction, event: &Event) -> Result<Effect, DbErr> {
-    match event {
-        Event::Ignored(reason) => Ok(Effect::new(Outcome::Ignored, reason.clone())),
-        Event::Malformed(m) => Ok(Effect::new(Outcome::Malformed, m.reason.clone())),
-        Event::Push(push) => apply_push(txn, push).await,
-        Event::Vercel(vercel) => apply_vercel(txn, vercel).await,
-    }
-}
-
-/// Apps registered for a repository (case-insensitive), locked in id order so that
-/// concurrent deliveries for the same apps queue instead of deadlocking.
-async fn apps_for_repository(
-    txn: &DatabaseTransaction,
-    repository: &str,
-) -> Result<Vec<apps::Model>, DbErr> {
-    let query = apps::Entity::find()
-        .filter(
-            Expr::expr(Func::lower(Expr::col(apps::Column::GithubRepo)))
-                .eq(repository.to_lowercase()),
-        )
-        .order_by_asc(apps::Column::Id);
-    locked(txn, query).all(txn).await
-}
-
-/// Adds `FOR UPDATE` on Postgres. SQLite has no row locks: its writers already
-/// run one at a time.
-fn locked<Q: QuerySelect>(txn: &DatabaseTransaction, query: Q) -> Q {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        query.lock_exclusive()
-    } else {
-        query
-    }
-}
-
-fn environment_for_branch(app: &apps::Model, branch: &str) -> Option<Environment> {
-    if branch == app.production_branch {
-        Some(Environment::Production)
-    } else if branch == app.staging_branch {
-        Some(Environment::Staging)
-    } else {
-        None
-    }
-}
-
-async fn apply_push(txn: &DatabaseTransaction, push: &Push) -> Result<Effect, DbErr> {
-    let apps = apps_for_repository(txn, &push.repository).await?;
-    if apps.is_empty() {
-        return Ok(Effect::new(
-            Outcome::Unmatched,
-            format!("no app is registered for repository {}", push.repository),
-        ));
-    }
-    let mut first = None;
-    let mut created = 0;
-    let mut changed = 0;
-    for app in &apps {
-        let Some(environment) = environment_for_branch(app, &push.branch) else {
-            continue;
-        };
-        let existing = deployments::Entity::find()
-            .filter(deployments::Column::AppId.eq(app.id))
-            .filter(deployments::Column::Environment.eq(environment))
-            .filter(deployments::Column::GithubCommitSha.eq(push.commit_sha.as_str()))
-            .order_by_asc(deployments::Column::CreatedAt)
-            .order_by_asc(deployments::Column::Id)
-            .one(txn)
-            .await?;
-        let id = match existing {
-            Some(row) => {
-                let id = row.id;
-                if row.created_at > push.pushed_at {
-                    let mut row = row.into_active_model();
-                    row.created_at = Set(push.pushed_at);
-                    row.updated_at = Set(now());
-                    row.update(txn).await?;
-                    changed += 1;
-                }
-                id
-            }
-            None => {
-                created += 1;
-                insert_deployment(
-                    txn,
-                    NewDeployment {
-                        app_id: app.id,
-                        environment,
-                        status: Status::Pending,
-                        commit_sha: Some(push.commit_sha.clone()),
-                        vercel_deployment_id: None,
-                        url: None,
-                        error_message: None,
-                        created_at: push.pushed_at,
-                    },
-                )
-                .await?
-            }
-        };
-        first.get_or_insert((app.id, id));
-    }
-    let Some(first) = first else {
-        return Ok(Effect::new(
-            Outcome::Ignored,
-            format!(
-                "branch {} is neither a staging nor a production branch",
-                push.branch
-            ),
-        ));
-    };
-    let effect = match (created, changed) {
-        (0, 0) => Effect::new(Outcome::Duplicate, "deployment already recorded"),
-        (0, _) => Effect::new(Outcome::Applied, "deployment updated"),
-        (1, _) => Effect::new(Outcome::Applied, "pending deployment created"),
-        (n, _) => Effect::new(Outcome::Applied, format!("{n} pending deployments created")),
-    };
-    Ok(effect.on(first.0, first.1))
-}
-
-/// The app a Vercel event belongs to: by project id, else by repository when exactly
-/// one app has it. Locked like [`apps_for_repository`].
-async fn app_for_vercel(
-    txn: &DatabaseTransaction,
-    event: &VercelDeployment,
-) -> Result<Result<apps::Model, String>, DbErr> {
-    if let Some(project_id) = &event.project_id {
-        let query =
-            apps::Entity::find().filter(apps::Column::VercelProjectId.eq(project_id.as_str()));
-        if let Some(app) = locked(txn, query).one(txn).await? {
-            return Ok(Ok(app));
-        }
-    }
-    let Some(repository) = &event.repository else {
-        return Ok(Err(format!(
-            "no app is registered for Vercel project {}",
-            event.project_id.as_deref().unwrap_or("(none)")
-        )));
-    };
-    let mut apps = apps_for_repository(txn, repository).await?;
-    Ok(match apps.len() {
-        1 => Ok(apps.remove(0)),
-        0 => Err(format!(
-            "no app is registered for Vercel project {} or repository {repository}",
-            event.project_id.as_deref().unwrap_or("(none)")
-        )),
-        n => Err(format!(
-            "{n} apps share repository {repository} and none has Vercel project {}",
-            event.project_id.as_deref().unwrap_or("(none)")
-        )),
-    })
-}
-
-async fn apply_vercel(
-    txn: &DatabaseTransaction,
-    event: &VercelDeployment,
-) -> Result<Effect, DbErr> {
-    let app = match app_for_vercel(txn, event).await? {
-        Ok(app) => app,
-        Err(reason) => return Ok(Effect::new(Outcome::Unmatched, reason)),
-    };
-    let environment = match event.target {
-        Target::Production => Environment::Production,
-        Target::Staging => Environment::Staging,
-        Target::ByBranch => {
-            match event
-                .commit_ref
-                .as_deref()
-                .and_then(|branch| environment_for_branch(&app, branch))
-            {
-                Some(environment) => environment,
-                None => {
-                    return Ok(Effect::new(
-                        Outcome::Ignored,
-                        format!(
-                            "a preview of branch {}",
-                            event.commit_ref.as_deref().unwrap_or("(unknown)")
-                        ),
-                    ));
-                }
-            }
-        }
-    };
-
-    // The row with this Vercel id, else the earliest unlinked row for the commit:
-    // one statement for both (a round trip per delivery counts), the Vercel id first.
-    let mut candidates = Condition::any()
-        .add(deployments::Column::VercelDeploymentId.eq(event.deployment_id.as_str()));
-    if let Some(sha) = &event.commit_sha {
-        candidates = candidates.add(
-            Condition::all()
-                .add(deployments::Column::AppId.eq(app.id))
-                .add(deployments::Column::Environment.eq(environment))
-                .add(deployments::Column::GithubCommitSha.eq(sha.as_str()))
-                .add(deployments::Column::VercelDeploymentId.is_null()),
-        );
-    }
-    let row = match deployments::Entity::find()
-        .filter(candidates)
-        .order_by_asc(Expr::col(deployments::Column::VercelDeploymentId).is_null())
-        .order_by_asc(deployments::Column::CreatedAt)
-        .order_by_asc(deployments::Column::Id)
-        .one(txn)
-        .await?
-    {
-        Some(row) if row.app_id != app.id => {
-            return Ok(Effect::new(
-                Outcome::Unmatched,
-                format!(
-                    "Vercel deployment {} is recorded for another app",
-                    event.deployment_id
-                ),
-            ));
-        }
-        row => row,
-    };
-
-    let Some(row) = row else {
-        let id = insert_deployment(
-            txn,
-            NewDeployment {
-                app_id: app.id,
-                environment,
-                status: event.status,
-                commit_sha: event.commit_sha.clone(),
-                vercel_deployment_id: Some(event.deployment_id.clone()),
-                url: event.url.clone().filter(|_| event.status == Status::Ready),
-                error_message: event.failure.map(str::to_owned),
-                created_at: event.occurred_at,
-            },
-        )
-        .await?;
-        return Ok(Effect::new(
-            Outcome::Applied,
-            format!("deployment created as {}", event.status),
-        )
-        .on(app.id, id));
-    };
-
-    let id = row.id;
-    let current = row.status;
-    let step = transition(current, event.status);
-    let mut update = row.clone().into_active_model();
-    let mut changed = false;
-    if let Transition::Advance(next) = step {
-        update.status = Set(next);
-        if let Some(failure) = event.failure {
-            update.error_message = Set(Some(failure.to_owned()));
-        }
-        changed = true;
-    }
-    if row.vercel_deployment_id.is_none() {
-        update.vercel_deployment_id = Set(Some(event.deployment_id.clone()));
-        changed = true;
-    }
-    if row.github_commit_sha.is_none() && event.commit_sha.is_some() {
-        update.github_commit_sha = Set(event.commit_sha.clone());
-        changed = true;
-    }
-    if row.deployment_url.is_none()
-        && event.status == Status::Ready
-        && step != Transition::Stale
-        && let Some(url) = &event.url
-    {
-        update.deployment_url = Set(Some(url.clone()));
-        changed = true;
-    }
-    if row.created_at > event.occurred_at {
-        update.created_at = Set(event.occurred_at);
-        changed = true;
-    }
-    if changed {
-        update.updated_at = Set(now());
-        update.update(txn).await?;
-    }
-    let effect = match step {
-        Transition::Stale => Effect::new(
-            Outcome::Stale,
-            format!("deployment is already {current}; {} is stale", event.status),
-        ),
-        Transition::Advance(next) => Effect::new(Outcome::Applied, format!("{current} -> {next}")),
-        Transition::Unchanged if changed => {
-            Effect::new(Outcome::Applied, format!("still {current}; fields filled"))
-        }
-        Transition::Unchanged => Effect::new(
-            Outcome::Duplicate,
-            format!("deployment is already {current}"),
-        ),
-    };
-    Ok(effect.on(app.id, id))
-}
-
-pub(crate) struct NewDeployment {
-    pub app_id: Uuid,
-    pub environment: Environment,
-    pub status: Status,
-    pub commit_sha: Option<String>,
-    pub vercel_deployment_id: Option<String>,
-    pub url: Option<String>,
-    pub error_message: Option<String>,
-    pub created_at: NaiveDateTime,
-}
-
-pub(crate) async fn insert_deployment<C: ConnectionTrait>(
-    db: &C,
-    new: NewDeployment,
-) -> Result<Uuid, DbErr> {
-    let id = Uuid::now_v7();
-    deployments::ActiveModel {
-        id: Set(id),
-        app_id: Set(new.app_id),
-        environment: Set(new.environment),
-        status: Set(new.status),
-        deployment_url: Set(new.url),
-        github_commit_sha: Set(new.commit_sha),
-        vercel_deployment_id: Set(new.vercel_deployment_id),
-        created_at: Set(new.created_at),
-        updated_at: Set(now()),
-        error_message: Set(new.error_message),
-    }
-    .insert(db)
-    .await?;
-    Ok(id)
 }

@@ -25,6 +25,8 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: [Provider; 2] = [Provider::Github, Provider::Vercel];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Github => "github",

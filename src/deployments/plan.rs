@@ -1,0 +1,906 @@
+//! The pure half of ingest: what a run of events does to the deployment rows they can
+//! touch, worked out in memory.
+//!
+//! Ingest reads a [`Snapshot`] (the apps the events name and every deployment row they
+//! could look up), applies the events to it one after another exactly as if each had
+//! its own transaction, then writes back the rows that changed. A batch of deliveries
+//! thus costs a handful of statements instead of a handful per delivery, and this
+//! module, the part with the rules in it, needs no database to test.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDateTime;
+use uuid::Uuid;
+
+use super::state::{Status, Transition, transition};
+use crate::store::deployments::Environment;
+use crate::store::{apps, deployments};
+use crate::webhooks::{Event, Push, Target, VercelDeployment};
+
+/// What a delivery did, as the ledger's `outcome` column records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A deployment row was created or changed.
+    Applied,
+    /// The delivery id was seen before, or the event changed nothing.
+    Duplicate,
+    /// Understood, but not about a tracked deployment (ping, tag, preview, other types).
+    Ignored,
+    /// About a repository or project no app is registered for (yet).
+    Unmatched,
+    /// Older than what the row records, or contradicting a final status.
+    Stale,
+    /// Signed but not understood; kept raw for re-processing.
+    Malformed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Applied,
+        Outcome::Duplicate,
+        Outcome::Ignored,
+        Outcome::Unmatched,
+        Outcome::Stale,
+        Outcome::Malformed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Unmatched => "unmatched",
+            Outcome::Stale => "stale",
+            Outcome::Malformed => "malformed",
+        }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown outcome {s:?}: expected applied, duplicate, ignored, unmatched, stale or malformed"
+                )
+            })
+    }
+}
+
+/// The effect of one event on the deployments table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    pub outcome: Outcome,
+    pub reason: String,
+    pub app_id: Option<Uuid>,
+    pub deployment_id: Option<Uuid>,
+}
+
+impl Effect {
+    fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
+        Self {
+            outcome,
+            reason: reason.into(),
+            app_id: None,
+            deployment_id: None,
+        }
+    }
+
+    fn on(mut self, app_id: Uuid, deployment_id: Uuid) -> Self {
+        self.app_id = Some(app_id);
+        self.deployment_id = Some(deployment_id);
+        self
+    }
+}
+
+/// The apps a run of events names: what ingest locks before reading anything else.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AppKeys {
+    /// Repositories, lowercased (apps match them case-insensitively).
+    pub repositories: BTreeSet<String>,
+    pub projects: BTreeSet<String>,
+}
+
+impl AppKeys {
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut keys = Self::default();
+        for event in events {
+            match event {
+                Event::Push(push) => {
+                    keys.repositories.insert(push.repository.to_lowercase());
+                }
+                Event::Vercel(vercel) => {
+                    keys.projects.extend(vercel.project_id.clone());
+                    keys.repositories
+                        .extend(vercel.repository.as_deref().map(str::to_lowercase));
+                }
+                Event::Ignored(_) | Event::Malformed(_) => {}
+            }
+        }
+        keys
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.repositories.is_empty() && self.projects.is_empty()
+    }
+}
+
+/// The deployment rows a run of events could look up: by Vercel deployment id, and
+/// by (app, environment, commit).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RowKeys {
+    pub vercel_ids: BTreeSet<String>,
+    pub commits: Vec<(Uuid, Environment, String)>,
+}
+
+impl RowKeys {
+    pub fn is_empty(&self) -> bool {
+        self.vercel_ids.is_empty() && self.commits.is_empty()
+    }
+
+    fn commit(&mut self, app_id: Uuid, environment: Environment, sha: &str) {
+        if !self
+            .commits
+            .iter()
+            .any(|(a, e, s)| *a == app_id && *e == environment && s == sha)
+        {
+            self.commits.push((app_id, environment, sha.to_owned()));
+        }
+    }
+}
+
+/// The apps and deployment rows a run of events can read and write, as of the start
+/// of its transaction, plus what the run has done to them so far.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// In id order: the order apps are locked in and pushes are applied in.
+    apps: Vec<apps::Model>,
+    rows: Vec<deployments::Model>,
+    /// Parallel to `rows`: created or changed by this run, so to be written.
+    touched: Vec<bool>,
+}
+
+impl Snapshot {
+    pub fn new(mut apps: Vec<apps::Model>) -> Self {
+        apps.sort_by_key(|app| app.id);
+        apps.dedup_by_key(|app| app.id);
+        Self {
+            apps,
+            ..Self::default()
+        }
+    }
+
+    /// The rows `events` could look up, given the apps: what to read next.
+    pub fn row_keys<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> RowKeys {
+        let mut keys = RowKeys::default();
+        for event in events {
+            match event {
+                Event::Push(push) => {
+                    if let Ok(targets) = self.push_targets(push) {
+                        for (app, environment) in targets {
+                            keys.commit(app.id, environment, &push.commit_sha);
+                        }
+                    }
+                }
+                Event::Vercel(vercel) => {
+                    keys.vercel_ids.insert(vercel.deployment_id.clone());
+                    if let (Ok((app, environment)), Some(sha)) =
+                        (self.vercel_target(vercel), &vercel.commit_sha)
+                    {
+                        keys.commit(app.id, environment, sha);
+                    }
+                }
+                Event::Ignored(_) | Event::Malformed(_) => {}
+            }
+        }
+        keys
+    }
+
+    /// Adds rows read for [`Snapshot::row_keys`]; a row already held is kept as is.
+    pub fn add_rows(&mut self, rows: impl IntoIterator<Item = deployments::Model>) {
+        for row in rows {
+            if !self.rows.iter().any(|held| held.id == row.id) {
+                self.rows.push(row);
+                self.touched.push(false);
+            }
+        }
+    }
+
+    /// The rows created or changed so far, in their final state.
+    pub fn touched(&self) -> impl Iterator<Item = &deployments::Model> {
+        self.rows
+            .iter()
+            .zip(&self.touched)
+            .filter_map(|(row, touched)| touched.then_some(row))
+    }
+
+    /// Applies one event, as its own transaction would have; `at` is the time
+    /// written to `updatedAt`.
+    pub fn apply(&mut self, event: &Event, at: NaiveDateTime) -> Effect {
+        match event {
+            Event::Ignored(reason) => Effect::new(Outcome::Ignored, reason.clone()),
+            Event::Malformed(m) => Effect::new(Outcome::Malformed, m.reason.clone()),
+            Event::Push(push) => self.apply_push(push, at),
+            Event::Vercel(vercel) => self.apply_vercel(vercel, at),
+        }
+    }
+
+    /// Apps registered for a repository, compared case-insensitively, in id order.
+    fn apps_for_repository<'s>(
+        &'s self,
+        repository: &str,
+    ) -> impl Iterator<Item = &'s apps::Model> + use<'s> {
+        let repository = repository.to_lowercase();
+        self.apps
+            .iter()
+            .filter(move |app| app.github_repo.to_lowercase() == repository)
+    }
+
+    /// The (app, environment) pairs a push deploys to, or why it deploys nowhere.
+    fn push_targets(&self, push: &Push) -> Result<Vec<(&apps::Model, Environment)>, Effect> {
+        let apps: Vec<_> = self.apps_for_repository(&push.repository).collect();
+        if apps.is_empty() {
+            return Err(Effect::new(
+                Outcome::Unmatched,
+                format!("no app is registered for repository {}", push.repository),
+            ));
+        }
+        let targets: Vec<_> = apps
+            .into_iter()
+            .filter_map(|app| Some((app, environment_for_branch(app, &push.branch)?)))
+            .collect();
+        if targets.is_empty() {
+            return Err(Effect::new(
+                Outcome::Ignored,
+                format!(
+                    "branch {} is neither a staging nor a production branch",
+                    push.branch
+                ),
+            ));
+        }
+        Ok(targets)
+    }
+
+    /// The app and environment a Vercel event is about: the app by project id, else
+    /// by repository when exactly one app has it; or why it is about none.
+    fn vercel_target(
+        &self,
+        event: &VercelDeployment,
+    ) -> Result<(&apps::Model, Environment), Effect> {
+        let project = event.project_id.as_deref().unwrap_or("(none)");
+        let by_project = event.project_id.as_deref().and_then(|project_id| {
+            self.apps
+                .iter()
+                .find(|app| app.vercel_project_id.as_deref() == Some(project_id))
+        });
+        let app = match (by_project, &event.repository) {
+            (Some(app), _) => app,
+            (None, None) => {
+                return Err(Effect::new(
+                    Outcome::Unmatched,
+                    format!("no app is registered for Vercel project {project}"),
+                ));
+            }
+            (None, Some(repository)) => {
+                let apps: Vec<_> = self.apps_for_repository(repository).collect();
+                match apps[..] {
+                    [app] => app,
+                    [] => {
+                        return Err(Effect::new(
+                            Outcome::Unmatched,
+                            format!(
+                                "no app is registered for Vercel project {project} or repository {repository}"
+                            ),
+                        ));
+                    }
+                    _ => {
+                        return Err(Effect::new(
+                            Outcome::Unmatched,
+                            format!(
+                                "{} apps share repository {repository} and none has Vercel project {project}",
+                                apps.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let environment = match event.target {
+            Target::Production => Environment::Production,
+            Target::Staging => Environment::Staging,
+            Target::ByBranch => event
+                .commit_ref
+                .as_deref()
+                .and_then(|branch| environment_for_branch(app, branch))
+                .ok_or_else(|| {
+                    Effect::new(
+                        Outcome::Ignored,
+                        format!(
+                            "a preview of branch {}",
+                            event.commit_ref.as_deref().unwrap_or("(unknown)")
+                        ),
+                    )
+                })?,
+        };
+        Ok((app, environment))
+    }
+
+    /// The earliest row of a commit in an app's environment, linked or not.
+    fn commit_row(&self, app_id: Uuid, environment: Environment, sha: &str) -> Option<usize> {
+        self.position_min(|row| {
+            row.app_id == app_id
+                && row.environment == environment
+                && row.github_commit_sha.as_deref() == Some(sha)
+        })
+    }
+
+    /// The first row matching `keep` in ("createdAt", id) order.
+    fn position_min(&self, keep: impl Fn(&deployments::Model) -> bool) -> Option<usize> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| keep(row))
+            .min_by_key(|(_, row)| (row.created_at, row.id))
+            .map(|(i, _)| i)
+    }
+
+    fn create(&mut self, row: deployments::Model) -> Uuid {
+        let id = row.id;
+        self.rows.push(row);
+        self.touched.push(true);
+        id
+    }
+
+    fn apply_push(&mut self, push: &Push, at: NaiveDateTime) -> Effect {
+        let targets: Vec<(Uuid, Environment)> = match self.push_targets(push) {
+            Ok(targets) => targets
+                .into_iter()
+                .map(|(app, environment)| (app.id, environment))
+                .collect(),
+            Err(effect) => return effect,
+        };
+        let mut first = None;
+        let mut created = 0;
+        let mut changed = 0;
+        for (app_id, environment) in targets {
+            let id = match self.commit_row(app_id, environment, &push.commit_sha) {
+                Some(i) => {
+                    if self.rows[i].created_at > push.pushed_at {
+                        self.rows[i].created_at = push.pushed_at;
+                        self.rows[i].updated_at = at;
+                        self.touched[i] = true;
+                        changed += 1;
+                    }
+                    self.rows[i].id
+                }
+                None => {
+                    created += 1;
+                    self.create(deployments::Model {
+                        id: Uuid::now_v7(),
+                        app_id,
+                        environment,
+                        status: Status::Pending,
+                        deployment_url: None,
+                        github_commit_sha: Some(push.commit_sha.clone()),
+                        vercel_deployment_id: None,
+                        created_at: push.pushed_at,
+                        updated_at: at,
+                        error_message: None,
+                    })
+                }
+            };
+            first.get_or_insert((app_id, id));
+        }
+        let (app_id, id) = first.expect("push_targets returns at least one target");
+        let effect = match (created, changed) {
+            (0, 0) => Effect::new(Outcome::Duplicate, "deployment already recorded"),
+            (0, _) => Effect::new(Outcome::Applied, "deployment updated"),
+            (1, _) => Effect::new(Outcome::Applied, "pending deployment created"),
+            (n, _) => Effect::new(Outcome::Applied, format!("{n} pending deployments created")),
+        };
+        effect.on(app_id, id)
+    }
+
+    fn apply_vercel(&mut self, event: &VercelDeployment, at: NaiveDateTime) -> Effect {
+        let (app_id, environment) = match self.vercel_target(event) {
+            Ok((app, environment)) => (app.id, environment),
+            Err(effect) => return effect,
+        };
+
+        // The row with this Vercel id, else the earliest unlinked row of the commit.
+        let found = self
+            .position_min(|row| row.vercel_deployment_id.as_deref() == Some(&event.deployment_id))
+            .or_else(|| {
+                let sha = event.commit_sha.as_deref()?;
+                self.position_min(|row| {
+                    row.app_id == app_id
+                        && row.environment == environment
+                        && row.github_commit_sha.as_deref() == Some(sha)
+                        && row.vercel_deployment_id.is_none()
+                })
+            });
+        let Some(i) = found else {
+            let id = self.create(deployments::Model {
+                id: Uuid::now_v7(),
+                app_id,
+                environment,
+                status: event.status,
+                deployment_url: event.url.clone().filter(|_| event.status == Status::Ready),
+                github_commit_sha: event.commit_sha.clone(),
+                vercel_deployment_id: Some(event.deployment_id.clone()),
+                created_at: event.occurred_at,
+                updated_at: at,
+                error_message: event.failure.map(str::to_owned),
+            });
+            return Effect::new(
+                Outcome::Applied,
+                format!("deployment created as {}", event.status),
+            )
+            .on(app_id, id);
+        };
+        if self.rows[i].app_id != app_id {
+            return Effect::new(
+                Outcome::Unmatched,
+                format!(
+                    "Vercel deployment {} is recorded for another app",
+                    event.deployment_id
+                ),
+            );
+        }
+
+        let row = &mut self.rows[i];
+        let current = row.status;
+        let step = transition(current, event.status);
+        let mut changed = false;
+        if let Transition::Advance(next) = step {
+            row.status = next;
+            if let Some(failure) = event.failure {
+                row.error_message = Some(failure.to_owned());
+            }
+            changed = true;
+        }
+        if row.vercel_deployment_id.is_none() {
+            row.vercel_deployment_id = Some(event.deployment_id.clone());
+            changed = true;
+        }
+        if row.github_commit_sha.is_none() && event.commit_sha.is_some() {
+            row.github_commit_sha = event.commit_sha.clone();
+            changed = true;
+        }
+        if row.deployment_url.is_none()
+            && event.status == Status::Ready
+            && step != Transition::Stale
+            && let Some(url) = &event.url
+        {
+            row.deployment_url = Some(url.clone());
+            changed = true;
+        }
+        if row.created_at > event.occurred_at {
+            row.created_at = event.occurred_at;
+            changed = true;
+        }
+        if changed {
+            row.updated_at = at;
+            self.touched[i] = true;
+        }
+        let id = row.id;
+        let effect = match step {
+            Transition::Stale => Effect::new(
+                Outcome::Stale,
+                format!("deployment is already {current}; {} is stale", event.status),
+            ),
+            Transition::Advance(next) => {
+                Effect::new(Outcome::Applied, format!("{current} -> {next}"))
+            }
+            Transition::Unchanged if changed => {
+                Effect::new(Outcome::Applied, format!("still {current}; fields filled"))
+            }
+            Transition::Unchanged => Effect::new(
+                Outcome::Duplicate,
+                format!("deployment is already {current}"),
+            ),
+        };
+        effect.on(app_id, id)
+    }
+}
+
+fn environment_for_branch(app: &apps::Model, branch: &str) -> Option<Environment> {
+    if branch == app.production_branch {
+        Some(Environment::Production)
+    } else if branch == app.staging_branch {
+        Some(Environment::Staging)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, NaiveDateTime};
+
+    use super::*;
+    use crate::webhooks::Malformed;
+
+    const SHA: &str = "95fba5a7c5c2b1e0f4d4a0a1b2c3d4e5f6a7b8c9";
+
+    fn at(seconds: i64) -> NaiveDateTime {
+        DateTime::from_timestamp(1_790_000_000 + seconds, 0)
+            .unwrap()
+            .naive_utc()
+    }
+
+    fn app(n: u128, repo: &str, project: Option<&str>) -> apps::Model {
+        apps::Model {
+            id: Uuid::from_u128(n),
+            name: format!("app-{n}"),
+            github_repo: repo.to_owned(),
+            vercel_project_id: project.map(str::to_owned),
+            staging_branch: "staging".to_owned(),
+            production_branch: "main".to_owned(),
+            created_at: at(0),
+            updated_at: at(0),
+        }
+    }
+
+    fn push(repo: &str, branch: &str, t: i64) -> Event {
+        Event::Push(Push {
+            repository: repo.to_owned(),
+            branch: branch.to_owned(),
+            commit_sha: SHA.to_owned(),
+            pushed_at: at(t),
+        })
+    }
+
+    fn vercel(status: Status, deployment: &str, t: i64) -> VercelDeployment {
+        VercelDeployment {
+            status,
+            failure: (status == Status::Failed).then_some("error"),
+            deployment_id: deployment.to_owned(),
+            url: Some(format!("https://{deployment}.vercel.app")),
+            project_id: Some("prj_a".to_owned()),
+            repository: Some("acme/shop".to_owned()),
+            target: Target::Production,
+            commit_sha: Some(SHA.to_owned()),
+            commit_ref: Some("main".to_owned()),
+            occurred_at: at(t),
+        }
+    }
+
+    /// A snapshot of one app, acme/shop with project prj_a.
+    fn shop() -> Snapshot {
+        Snapshot::new(vec![app(1, "acme/shop", Some("prj_a"))])
+    }
+
+    fn outcome_and_reason(effect: &Effect) -> (Outcome, &str) {
+        (effect.outcome, effect.reason.as_str())
+    }
+
+    fn rows(snapshot: &Snapshot) -> Vec<&deployments::Model> {
+        let mut rows: Vec<_> = snapshot.rows.iter().collect();
+        rows.sort_by_key(|row| (row.created_at, row.id));
+        rows
+    }
+
+    #[test]
+    fn a_push_creates_one_pending_row_and_a_copy_changes_nothing() {
+        let mut s = shop();
+        let first = s.apply(&push("Acme/Shop", "main", 10), at(100));
+        assert_eq!(
+            outcome_and_reason(&first),
+            (Outcome::Applied, "pending deployment created")
+        );
+        assert_eq!(first.app_id, Some(Uuid::from_u128(1)));
+        let again = s.apply(&push("acme/shop", "main", 10), at(101));
+        assert_eq!(
+            outcome_and_reason(&again),
+            (Outcome::Duplicate, "deployment already recorded")
+        );
+        assert_eq!(again.deployment_id, first.deployment_id);
+        let row = rows(&s)[0];
+        assert_eq!(
+            (row.status, row.environment, row.created_at, row.updated_at),
+            (Status::Pending, Environment::Production, at(10), at(100))
+        );
+        assert_eq!(s.touched().count(), 1);
+    }
+
+    #[test]
+    fn an_earlier_copy_of_a_push_moves_created_at_back() {
+        let mut s = shop();
+        s.apply(&push("acme/shop", "main", 10), at(100));
+        let effect = s.apply(&push("acme/shop", "main", 5), at(101));
+        assert_eq!(
+            outcome_and_reason(&effect),
+            (Outcome::Applied, "deployment updated")
+        );
+        assert_eq!(
+            (rows(&s)[0].created_at, rows(&s)[0].updated_at),
+            (at(5), at(101))
+        );
+    }
+
+    #[test]
+    fn pushes_nobody_tracks_are_unmatched_or_ignored() {
+        let mut s = shop();
+        let unmatched = s.apply(&push("acme/other", "main", 1), at(2));
+        assert_eq!(
+            outcome_and_reason(&unmatched),
+            (
+                Outcome::Unmatched,
+                "no app is registered for repository acme/other"
+            )
+        );
+        let ignored = s.apply(&push("acme/shop", "feature", 1), at(2));
+        assert_eq!(
+            outcome_and_reason(&ignored),
+            (
+                Outcome::Ignored,
+                "branch feature is neither a staging nor a production branch"
+            )
+        );
+        assert!(s.rows.is_empty());
+    }
+
+    #[test]
+    fn a_monorepo_push_creates_a_row_per_app_and_answers_for_the_first() {
+        let mut s = Snapshot::new(vec![
+            app(2, "acme/mono", Some("prj_b")),
+            app(1, "acme/mono", Some("prj_a")),
+        ]);
+        let effect = s.apply(&push("acme/mono", "main", 1), at(2));
+        assert_eq!(
+            outcome_and_reason(&effect),
+            (Outcome::Applied, "2 pending deployments created")
+        );
+        assert_eq!(effect.app_id, Some(Uuid::from_u128(1)));
+        assert_eq!(s.touched().count(), 2);
+    }
+
+    #[test]
+    fn vercel_events_link_to_the_push_row_and_move_it_forward() {
+        let mut s = shop();
+        let pushed = s.apply(&push("acme/shop", "main", 10), at(100));
+        let created = s.apply(
+            &Event::Vercel(vercel(Status::Building, "dpl_1", 12)),
+            at(101),
+        );
+        assert_eq!(
+            outcome_and_reason(&created),
+            (Outcome::Applied, "pending -> building")
+        );
+        assert_eq!(created.deployment_id, pushed.deployment_id);
+        let ready = s.apply(&Event::Vercel(vercel(Status::Ready, "dpl_1", 20)), at(102));
+        assert_eq!(
+            outcome_and_reason(&ready),
+            (Outcome::Applied, "building -> ready")
+        );
+        let late = s.apply(&Event::Vercel(vercel(Status::Failed, "dpl_1", 21)), at(103));
+        assert_eq!(
+            outcome_and_reason(&late),
+            (
+                Outcome::Stale,
+                "deployment is already ready; failed is stale"
+            )
+        );
+        let row = rows(&s)[0];
+        assert_eq!(row.status, Status::Ready);
+        assert_eq!(row.vercel_deployment_id.as_deref(), Some("dpl_1"));
+        assert_eq!(
+            row.deployment_url.as_deref(),
+            Some("https://dpl_1.vercel.app")
+        );
+        assert_eq!((row.created_at, row.updated_at), (at(10), at(102)));
+        assert_eq!(row.error_message, None);
+        assert_eq!(s.rows.len(), 1);
+    }
+
+    #[test]
+    fn any_order_of_a_flow_leaves_the_same_row() {
+        let events = [
+            push("acme/shop", "main", 10),
+            Event::Vercel(vercel(Status::Building, "dpl_1", 12)),
+            Event::Vercel(vercel(Status::Failed, "dpl_1", 20)),
+        ];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        let finals: Vec<_> = orders
+            .iter()
+            .map(|order| {
+                let mut s = shop();
+                for &i in order {
+                    s.apply(&events[i], at(100));
+                }
+                assert_eq!(s.rows.len(), 1, "order {order:?}");
+                let row = s.rows[0].clone();
+                (
+                    row.status,
+                    row.environment,
+                    row.github_commit_sha,
+                    row.vercel_deployment_id,
+                    row.deployment_url,
+                    row.error_message,
+                    row.created_at,
+                )
+            })
+            .collect();
+        assert!(finals.iter().all(|f| *f == finals[0]), "{finals:#?}");
+        assert_eq!(finals[0].0, Status::Failed);
+        assert_eq!(finals[0].5.as_deref(), Some("error"));
+        assert_eq!(finals[0].6, at(10));
+    }
+
+    #[test]
+    fn vercel_events_about_nobody_are_unmatched_or_ignored() {
+        let mut s = Snapshot::new(vec![
+            app(1, "acme/mono", Some("prj_a")),
+            app(2, "acme/mono", None),
+        ]);
+        let mut unknown = vercel(Status::Building, "dpl_1", 1);
+        unknown.project_id = Some("prj_zzz".to_owned());
+        unknown.repository = Some("acme/else".to_owned());
+        assert_eq!(
+            outcome_and_reason(&s.apply(&Event::Vercel(unknown.clone()), at(2))),
+            (
+                Outcome::Unmatched,
+                "no app is registered for Vercel project prj_zzz or repository acme/else"
+            )
+        );
+        unknown.repository = Some("acme/mono".to_owned());
+        assert_eq!(
+            outcome_and_reason(&s.apply(&Event::Vercel(unknown.clone()), at(2))),
+            (
+                Outcome::Unmatched,
+                "2 apps share repository acme/mono and none has Vercel project prj_zzz"
+            )
+        );
+        unknown.repository = None;
+        assert_eq!(
+            outcome_and_reason(&s.apply(&Event::Vercel(unknown), at(2))),
+            (
+                Outcome::Unmatched,
+                "no app is registered for Vercel project prj_zzz"
+            )
+        );
+        let mut preview = vercel(Status::Building, "dpl_2", 1);
+        preview.target = Target::ByBranch;
+        preview.commit_ref = Some("feature".to_owned());
+        assert_eq!(
+            outcome_and_reason(&s.apply(&Event::Vercel(preview), at(2))),
+            (Outcome::Ignored, "a preview of branch feature")
+        );
+        assert!(s.rows.is_empty());
+    }
+
+    #[test]
+    fn a_vercel_id_recorded_for_another_app_is_unmatched() {
+        let mut s = Snapshot::new(vec![
+            app(1, "acme/shop", Some("prj_a")),
+            app(2, "acme/blog", Some("prj_b")),
+        ]);
+        s.apply(&Event::Vercel(vercel(Status::Building, "dpl_1", 1)), at(2));
+        let mut other = vercel(Status::Ready, "dpl_1", 3);
+        other.project_id = Some("prj_b".to_owned());
+        assert_eq!(
+            outcome_and_reason(&s.apply(&Event::Vercel(other), at(4))),
+            (
+                Outcome::Unmatched,
+                "Vercel deployment dpl_1 is recorded for another app"
+            )
+        );
+        assert_eq!(s.rows[0].status, Status::Building);
+    }
+
+    #[test]
+    fn target_null_follows_the_branch_and_fills_missing_fields() {
+        let mut s = shop();
+        let mut first = vercel(Status::Building, "dpl_1", 5);
+        first.target = Target::ByBranch;
+        first.commit_ref = Some("staging".to_owned());
+        first.commit_sha = None;
+        let created = s.apply(&Event::Vercel(first), at(6));
+        assert_eq!(
+            outcome_and_reason(&created),
+            (Outcome::Applied, "deployment created as building")
+        );
+        assert_eq!(s.rows[0].environment, Environment::Staging);
+        let mut again = vercel(Status::Building, "dpl_1", 4);
+        again.target = Target::Staging;
+        let filled = s.apply(&Event::Vercel(again), at(7));
+        assert_eq!(
+            outcome_and_reason(&filled),
+            (Outcome::Applied, "still building; fields filled")
+        );
+        assert_eq!(s.rows[0].github_commit_sha.as_deref(), Some(SHA));
+        assert_eq!(s.rows[0].created_at, at(4));
+        let mut same = vercel(Status::Building, "dpl_1", 9);
+        same.target = Target::Staging;
+        assert_eq!(
+            outcome_and_reason(&s.apply(&Event::Vercel(same), at(8))),
+            (Outcome::Duplicate, "deployment is already building")
+        );
+    }
+
+    #[test]
+    fn ignored_and_malformed_events_touch_nothing() {
+        let mut s = shop();
+        let ignored = s.apply(&Event::Ignored("ping".to_owned()), at(1));
+        assert_eq!(outcome_and_reason(&ignored), (Outcome::Ignored, "ping"));
+        let malformed = s.apply(
+            &Event::Malformed(Malformed {
+                reason: "not JSON".to_owned(),
+                unsupported_media_type: false,
+            }),
+            at(1),
+        );
+        assert_eq!(
+            outcome_and_reason(&malformed),
+            (Outcome::Malformed, "not JSON")
+        );
+        assert_eq!(s.touched().count(), 0);
+    }
+
+    #[test]
+    fn keys_name_every_app_and_row_the_events_could_read() {
+        let mut unlinked = vercel(Status::Ready, "dpl_9", 1);
+        unlinked.project_id = None;
+        unlinked.repository = Some("ACME/Shop".to_owned());
+        let events = [
+            push("acme/shop", "main", 1),
+            push("acme/shop", "staging", 1),
+            push("acme/shop", "main", 2),
+            Event::Vercel(vercel(Status::Building, "dpl_1", 1)),
+            Event::Vercel(unlinked),
+            Event::Ignored("ping".to_owned()),
+        ];
+        let apps = AppKeys::of(&events);
+        assert_eq!(apps.repositories.iter().collect::<Vec<_>>(), ["acme/shop"]);
+        assert_eq!(apps.projects.iter().collect::<Vec<_>>(), ["prj_a"]);
+        let rows = shop().row_keys(&events);
+        let id = Uuid::from_u128(1);
+        assert_eq!(
+            rows.vercel_ids.iter().collect::<Vec<_>>(),
+            ["dpl_1", "dpl_9"]
+        );
+        assert_eq!(
+            rows.commits,
+            [
+                (id, Environment::Production, SHA.to_owned()),
+                (id, Environment::Staging, SHA.to_owned()),
+            ]
+        );
+        assert!(AppKeys::of(&[Event::Ignored("ping".to_owned())]).is_empty());
+    }
+
+    #[test]
+    fn rows_read_twice_are_held_once_and_untouched_until_changed() {
+        let mut s = shop();
+        let row = deployments::Model {
+            id: Uuid::from_u128(7),
+            app_id: Uuid::from_u128(1),
+            environment: Environment::Production,
+            status: Status::Pending,
+            deployment_url: None,
+            github_commit_sha: Some(SHA.to_owned()),
+            vercel_deployment_id: None,
+            created_at: at(3),
+            updated_at: at(3),
+            error_message: None,
+        };
+        s.add_rows([row.clone(), row.clone()]);
+        assert_eq!((s.rows.len(), s.touched().count()), (1, 0));
+        let effect = s.apply(&Event::Vercel(vercel(Status::Building, "dpl_1", 4)), at(5));
+        assert_eq!(effect.deployment_id, Some(row.id));
+        assert_eq!(s.touched().map(|r| r.id).collect::<Vec<_>>(), [row.id]);
+    }
+}
