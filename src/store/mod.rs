@@ -53,7 +53,15 @@ pub fn connect_options(url: &str) -> ConnectOptions {
                     .busy_timeout(Duration::from_secs(5))
             });
     } else {
-        options.max_connections(16).min_connections(1);
+        // Every statement the service runs is meant to be driven by an index. Left to
+        // itself, the planner of a new database (tables never analyzed, tiny)
+        // prepares sequential scans, and the connection keeps those cached plans
+        // while the tables grow, until autovacuum next analyzes them: each batch of
+        // the first minutes then reads whole tables.
+        options
+            .max_connections(16)
+            .min_connections(1)
+            .map_sqlx_postgres_opts(|opts| opts.options([("enable_seqscan", "off")]));
     }
     options
 }
