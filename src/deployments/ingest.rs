@@ -536,13 +536,17 @@ async fn read_snapshot<'e>(
             .all(txn)
             .await?
     } else {
-        // SQLite has no row locks: its writers already run one at a time.
+        // SQLite has no row locks: its writers already run one at a time. Empty
+        // lists are left out: `x IN ()` is written as a constant false, and an OR
+        // with an unindexed term is a table scan.
         let named = Condition::any()
-            .add(
+            .add_option((!keys.repositories.is_empty()).then(|| {
                 Expr::expr(Func::lower(Expr::col(apps::Column::GithubRepo)))
-                    .is_in(keys.repositories.iter().map(String::as_str)),
-            )
-            .add(apps::Column::VercelProjectId.is_in(keys.projects.iter().map(String::as_str)));
+                    .is_in(keys.repositories.iter().map(String::as_str))
+            }))
+            .add_option((!keys.projects.is_empty()).then(|| {
+                apps::Column::VercelProjectId.is_in(keys.projects.iter().map(String::as_str))
+            }));
         apps::Entity::find().filter(named).all(txn).await?
     };
     let mut snapshot = Snapshot::new(apps);
@@ -576,10 +580,11 @@ async fn read_snapshot<'e>(
             .all(txn)
             .await?
     } else {
-        let mut candidates = Condition::any().add(
-            deployments::Column::VercelDeploymentId
-                .is_in(keys.vercel_ids.iter().map(String::as_str)),
-        );
+        let mut candidates =
+            Condition::any().add_option((!keys.vercel_ids.is_empty()).then(|| {
+                deployments::Column::VercelDeploymentId
+                    .is_in(keys.vercel_ids.iter().map(String::as_str))
+            }));
         for (app_id, environment, sha) in &keys.commits {
             candidates = candidates.add(
                 Condition::all()
