@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
@@ -36,6 +37,10 @@ use crate::webhooks::{Delivery, Event, Provider, now};
 
 /// The most deliveries one transaction takes; the rest wait for the next.
 const MAX_BATCH: usize = 64;
+
+/// Deliveries this process commits before it makes sure Postgres has statistics for
+/// the tables ingest reads (see [`analyze_if_never_analyzed`]).
+const ANALYZE_AFTER: u64 = 1_000;
 
 /// What ingest tells the caller about one delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,6 +86,8 @@ pub struct Ingest {
 struct Writer {
     turn: Arc<Semaphore>,
     queue: std::sync::Mutex<VecDeque<Queued>>,
+    /// Deliveries committed by this process, up to [`ANALYZE_AFTER`].
+    committed: AtomicU64,
 }
 
 struct Queued {
@@ -120,6 +127,7 @@ impl Ingest {
         let writer = Arc::new(Writer {
             turn: Arc::new(Semaphore::new(1)),
             queue: std::sync::Mutex::new(VecDeque::new()),
+            committed: AtomicU64::new(0),
         });
         Self { db, writer }
     }
@@ -156,7 +164,7 @@ impl Ingest {
                     }
                     // A task of its own, so a caller that gives up (a request
                     // timeout) does not abandon the others' deliveries mid-batch.
-                    tokio::spawn(commit_batch(self.db.clone(), batch, turn));
+                    tokio::spawn(commit_batch(self.db.clone(), self.writer.clone(), batch, turn));
                 }
             }
         }
@@ -237,7 +245,12 @@ impl Ingest {
 /// refused for something one delivery or a concurrent copy can cause, the
 /// deliveries are redone one transaction each, so one spoils no other. The turn is
 /// given back only after every answer has been sent.
-async fn commit_batch(db: DatabaseConnection, batch: Vec<Queued>, turn: OwnedSemaphorePermit) {
+async fn commit_batch(
+    db: DatabaseConnection,
+    writer: Arc<Writer>,
+    batch: Vec<Queued>,
+    turn: OwnedSemaphorePermit,
+) {
     let started = Instant::now();
     let deliveries: Vec<&Delivery> = batch.iter().map(|queued| &queued.delivery).collect();
     let deadline = batch
@@ -273,10 +286,46 @@ async fn commit_batch(db: DatabaseConnection, batch: Vec<Queued>, turn: OwnedSem
         took_us = started.elapsed().as_micros() as u64,
         "batch"
     );
+    let committed = results.iter().filter(|result| result.is_ok()).count() as u64;
     for (queued, result) in batch.into_iter().zip(results) {
         let _ = queued.answer.send(result);
     }
     drop(turn);
+    let before = writer.committed.load(Ordering::Relaxed);
+    if before < ANALYZE_AFTER {
+        let now = writer.committed.fetch_add(committed, Ordering::Relaxed) + committed;
+        if now >= ANALYZE_AFTER
+            && db.get_database_backend() == DbBackend::Postgres
+            && let Err(err) = analyze_if_never_analyzed(&db).await
+        {
+            tracing::warn!(%err, "could not analyze the tables");
+        }
+    }
+}
+
+/// Analyzes the tables ingest reads if Postgres never has. A new database's tables
+/// have no statistics until autovacuum first gets to them (a minute or more), and
+/// until then the planner, taking them for tiny, caches plans for the prepared
+/// lookups that scan a whole table or an index on `environment` alone; those plans
+/// stay while the tables grow. An ANALYZE replaces them with index lookups.
+async fn analyze_if_never_analyzed(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let never = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_stat_get_last_analyze_time(c) IS NULL \
+               AND pg_stat_get_last_autoanalyze_time(c) IS NULL AS never \
+             FROM to_regclass('deployments') AS c",
+        ))
+        .await?
+        .map(|row| row.try_get::<bool>("", "never"))
+        .transpose()?
+        .unwrap_or(false);
+    if never {
+        db.execute_unprepared("ANALYZE apps, deployments, webhook_deliveries")
+            .await?;
+        tracing::info!("analyzed the tables of a new database");
+    }
+    Ok(())
 }
 
 /// One delivery in a transaction of its own.
@@ -500,8 +549,7 @@ async fn attempt_batch(
             deployment_id,
         });
     }
-    write_rows(&txn, &snapshot).await?;
-    if !insert_ledger(&txn, ledger).await? {
+    if !write(&txn, &snapshot, ledger).await? {
         txn.rollback().await?;
         return Err(Abort::Raced);
     }
@@ -618,6 +666,69 @@ fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> sea_orm::Value {
     items.into_iter().cloned().collect::<Vec<String>>().into()
 }
 
+/// Writes the rows a snapshot created or changed and the batch's ledger rows; false
+/// when a ledger row was already there (recorded by another transaction since the
+/// batch looked, or before when it did not look).
+async fn write(
+    txn: &DatabaseTransaction,
+    snapshot: &Snapshot,
+    mut ledger: Vec<deliveries::Model>,
+) -> Result<bool, DbErr> {
+    // Always in one order, so two transactions waiting on each other's ledger keys
+    // cannot deadlock.
+    ledger.sort_by(|a, b| (&a.provider, &a.delivery_id).cmp(&(&b.provider, &b.delivery_id)));
+    if txn.get_database_backend() != DbBackend::Postgres {
+        write_rows(txn, snapshot).await?;
+        return insert_ledger(txn, ledger).await;
+    }
+    // On Postgres, both in one statement of one text whatever the batch's size: the
+    // rows travel as two JSON documents, expanded into the tables' row types.
+    const SQL: &str = r#"WITH changed AS (
+    INSERT INTO deployments
+    SELECT * FROM json_populate_recordset(NULL::deployments, $1::json)
+    ON CONFLICT (id) DO UPDATE SET
+        status = EXCLUDED.status,
+        "deploymentUrl" = EXCLUDED."deploymentUrl",
+        "githubCommitSha" = EXCLUDED."githubCommitSha",
+        "vercelDeploymentId" = EXCLUDED."vercelDeploymentId",
+        "createdAt" = EXCLUDED."createdAt",
+        "updatedAt" = EXCLUDED."updatedAt",
+        "errorMessage" = EXCLUDED."errorMessage"
+)
+INSERT INTO webhook_deliveries
+SELECT * FROM json_populate_recordset(NULL::webhook_deliveries, $2::json)
+ORDER BY provider, "deliveryId"
+ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
+    let rows: Vec<&deployments::Model> = snapshot.touched().collect();
+    let expected = ledger.len() as u64;
+    let ledger: Vec<serde_json::Value> = ledger.iter().map(ledger_json).collect();
+    let json = |value: serde_json::Result<String>| {
+        value
+            .map(sea_orm::Value::from)
+            .map_err(|err| DbErr::Custom(format!("could not encode the batch: {err}")))
+    };
+    let values = [
+        json(serde_json::to_string(&rows))?,
+        json(serde_json::to_string(&ledger))?,
+    ];
+    let inserted = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            SQL,
+            values,
+        ))
+        .await?
+        .rows_affected();
+    Ok(inserted == expected)
+}
+
+/// A ledger row as `json_populate_recordset` reads it: the body as bytea's hex text.
+fn ledger_json(row: &deliveries::Model) -> serde_json::Value {
+    let mut value = serde_json::to_value(row).expect("a ledger row serializes");
+    value["body"] = format!("\\x{}", hex::encode(&row.body)).into();
+    value
+}
+
 /// Writes the rows a snapshot created or changed, in one statement.
 async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<(), DbErr> {
     let rows: Vec<deployments::Model> = snapshot.touched().cloned().collect();
@@ -648,14 +759,11 @@ async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<()
 /// already there (recorded by a concurrent transaction since the batch looked).
 async fn insert_ledger(
     txn: &DatabaseTransaction,
-    mut rows: Vec<deliveries::Model>,
+    rows: Vec<deliveries::Model>,
 ) -> Result<bool, DbErr> {
     if rows.is_empty() {
         return Ok(true);
     }
-    // Always in one order, so two batches waiting on each other's keys cannot
-    // deadlock.
-    rows.sort_by(|a, b| (&a.provider, &a.delivery_id).cmp(&(&b.provider, &b.delivery_id)));
     let expected = rows.len() as u64;
     let inserted =
         deliveries::Entity::insert_many(rows.into_iter().map(deliveries::ActiveModel::from))
