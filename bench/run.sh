@@ -84,6 +84,7 @@ load() {
     echo "$out" | sed "s/^/  /"
     local line
     line="label=$label $(echo "$out" | grep '^load ' | sed 's/^load //')"
+    line="$line $(echo "$out" | grep '^cpu ' | sed 's/^cpu //')"
     line="$line latest_$(echo "$out" | grep '^latest ' | grep -o 'p99_ms=[0-9.]*')"
     line="$line $(echo "$out" | grep -o '^verify=[A-Z]*' || echo verify=MISSING)"
     line="$line startup_ms=$STARTUP_MS"
@@ -237,5 +238,26 @@ for label in $(grep -o '^label=[^ ]*' "$RESULTS" | cut -d= -f2 | awk '!seen[$0]+
                 median("peak_rss_mb"), median("latest_p99_ms"), median("startup_ms"),
                 median("pgbench_tps") == "-" ? "-" : sprintf("%.0f", median("pgbench_tps")),
                 median("ratio") == "-" ? "-" : sprintf("%.2f", median("ratio")), verify
+        }'
+done
+
+echo
+echo "# where the CPU went while deliveries were sent: microseconds per delivery in the"
+echo "# server, in Postgres (every postgres process) and in the driver; busy = their sum"
+echo "# as a share of all cores (medians of $RUNS runs)"
+printf '%-20s %10s %12s %10s %9s\n' config server_us postgres_us driver_us busy_pct
+for label in $(grep -o '^label=[^ ]*' "$RESULTS" | cut -d= -f2 | awk '!seen[$0]++'); do
+    grep "^label=$label " "$RESULTS" | awk -v label="$label" '
+        function median(key,   n, i, j, t, v) {
+            n = 0
+            for (i = 1; i <= NR; i++) if ((i, key) in val) v[++n] = val[i, key]
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            if (n == 0) return -1
+            return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        { for (f = 2; f <= NF; f++) { split($f, kv, "="); if (kv[2] ~ /^[0-9.]+$/) val[NR, kv[1]] = kv[2] + 0 } }
+        END {
+            printf "%-20s %10.0f %12.0f %10.0f %9.0f\n", label, median("server_us"),
+                median("postgres_us"), median("driver_us"), median("busy_pct")
         }'
 done

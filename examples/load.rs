@@ -109,6 +109,7 @@ async fn main() -> Result<(), Error> {
     let streams = streams(&args, &flows, &sims)?;
     let sent: usize = streams.iter().map(Vec::len).sum();
 
+    let cpu_before = CpuTicks::read(args.pid);
     let started = Instant::now();
     let mut workers = Vec::new();
     for stream in streams {
@@ -126,6 +127,7 @@ async fn main() -> Result<(), Error> {
         tally.incomplete.extend(part.incomplete);
     }
     let elapsed = started.elapsed();
+    let cpu = CpuTicks::read(args.pid).since(&cpu_before);
     let peak = args.pid.and_then(peak_rss_kb);
 
     let statuses = tally
@@ -150,6 +152,17 @@ async fn main() -> Result<(), Error> {
         elapsed.as_secs_f64(),
         sent as f64 / elapsed.as_secs_f64(),
         peak.map_or("?".to_owned(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+    );
+    // Where the machine's CPU time went while the deliveries were sent, per delivery.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let per_delivery = |ticks: u64| ticks as f64 * 1e6 / USER_HZ / sent as f64;
+    let busy = (cpu.server + cpu.postgres + cpu.driver) as f64 / USER_HZ;
+    println!(
+        "cpu server_us={:.0} postgres_us={:.0} driver_us={:.0} busy_pct={:.0}",
+        per_delivery(cpu.server),
+        per_delivery(cpu.postgres),
+        per_delivery(cpu.driver),
+        100.0 * busy / (elapsed.as_secs_f64() * cores),
     );
 
     if args.latest_requests > 0 {
@@ -317,6 +330,58 @@ fn percentiles(us: &mut [u32]) -> (f64, f64, f64) {
     us.sort_unstable();
     let at = |q: f64| f64::from(us[((us.len() - 1) as f64 * q).round() as usize]) / 1000.0;
     (at(0.5), at(0.99), at(1.0))
+}
+
+/// Linux reports process CPU times in these units whatever the kernel's HZ.
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system, in [`USER_HZ`] ticks) of the server, of every process
+/// named `postgres` (0 when none runs here), and of this driver.
+#[derive(Default)]
+struct CpuTicks {
+    server: u64,
+    postgres: u64,
+    driver: u64,
+}
+
+impl CpuTicks {
+    fn read(server: Option<u32>) -> Self {
+        let postgres = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| {
+                std::fs::read_to_string(entry.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim() == "postgres")
+            })
+            .filter_map(|entry| cpu_ticks(&entry.path().join("stat")))
+            .sum();
+        Self {
+            server: server
+                .and_then(|pid| cpu_ticks(std::path::Path::new(&format!("/proc/{pid}/stat"))))
+                .unwrap_or(0),
+            postgres,
+            driver: cpu_ticks(std::path::Path::new("/proc/self/stat")).unwrap_or(0),
+        }
+    }
+
+    /// The ticks spent since `before`; a Postgres backend that exited in between
+    /// takes its ticks with it.
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            server: self.server.saturating_sub(before.server),
+            postgres: self.postgres.saturating_sub(before.postgres),
+            driver: self.driver.saturating_sub(before.driver),
+        }
+    }
+}
+
+/// utime + stime from a `/proc/…/stat` file.
+fn cpu_ticks(stat: &std::path::Path) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 /// The process's peak resident set (VmHWM), in KiB.
