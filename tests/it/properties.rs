@@ -1,5 +1,6 @@
-//! Property: whatever the arrival order and however many duplicates, the deliveries of
-//! a set of deployment flows leave the same table as their in-order delivery.
+//! Property: whatever the arrival order and however many duplicates, and whether they
+//! come one after another or all at once (sharing transactions), the deliveries of a
+//! set of deployment flows leave the same table as their in-order delivery.
 //!
 //! Each flow has at most one final event (succeeded or error). A deployment that gets
 //! both is a known order-dependent case: the first final state wins, by design.
@@ -18,7 +19,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use crate::helpers::{Backend, Row, TestApp};
 
 const APPS: usize = 2;
-/// Cases per backend; each uses two fresh databases. Raise with PROPTEST_CASES.
+/// Cases per backend; each uses three fresh databases. Raise with PROPTEST_CASES.
 const CASES: u32 = 24;
 
 /// Which of a flow's deliveries are sent at all, and how it ends.
@@ -111,11 +112,21 @@ fn delivery(sim: &SimDelivery) -> Delivery {
     }
 }
 
-/// Applies `deliveries` in order to a fresh database; returns its table (apps by
-/// name, not id) and the ledger's delivery ids.
+/// How a run hands its deliveries to ingest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sending {
+    /// One after another: a transaction each.
+    InTurn,
+    /// All at once, so that they queue up and share transactions, copies included.
+    Together,
+}
+
+/// Applies `deliveries` to a fresh database; returns its table (apps by name, not id)
+/// and the ledger's delivery ids.
 async fn run(
     backend: Backend,
     deliveries: &[&SimDelivery],
+    sending: Sending,
 ) -> (Vec<(String, Row)>, BTreeSet<(&'static str, String)>) {
     let app = TestApp::new(backend).await;
     let mut names = HashMap::new();
@@ -123,12 +134,26 @@ async fn run(
         let id = app.register(sim.registration()).await;
         names.insert(id, sim.name);
     }
-    for sim in deliveries {
-        app.state
-            .ingest
-            .ingest(&delivery(sim))
-            .await
-            .expect("ingest commits");
+    match sending {
+        Sending::InTurn => {
+            for sim in deliveries {
+                app.state
+                    .ingest
+                    .ingest(&delivery(sim))
+                    .await
+                    .expect("ingest commits");
+            }
+        }
+        Sending::Together => {
+            let mut tasks = tokio::task::JoinSet::new();
+            for sim in deliveries {
+                let (ingest, delivery) = (app.state.ingest.clone(), delivery(sim));
+                tasks.spawn(async move { ingest.ingest(&delivery).await });
+            }
+            for receipt in tasks.join_all().await {
+                receipt.expect("ingest commits");
+            }
+        }
     }
     let mut table: Vec<(String, Row)> = app
         .table()
@@ -188,18 +213,21 @@ fn any_order_and_duplicates_give_the_in_order_table(backend: Backend) {
                 .collect();
             let in_order: Vec<&SimDelivery> = all.iter().collect();
             let shuffled: Vec<&SimDelivery> = order.iter().map(|&i| &all[i]).collect();
-            let (expected, expected_ledger) = runtime.block_on(run(backend, &in_order));
-            let (actual, actual_ledger) = runtime.block_on(run(backend, &shuffled));
-            prop_assert_eq!(&actual, &expected);
-            prop_assert_eq!(&actual_ledger, &expected_ledger);
+            let (expected, expected_ledger) =
+                runtime.block_on(run(backend, &in_order, Sending::InTurn));
+            for sending in [Sending::InTurn, Sending::Together] {
+                let (actual, actual_ledger) = runtime.block_on(run(backend, &shuffled, sending));
+                prop_assert_eq!(&actual, &expected, "{:?}", sending);
+                prop_assert_eq!(&actual_ledger, &expected_ledger, "{:?}", sending);
+            }
             let rows = specs
                 .iter()
                 .filter(|s| s.push || s.created || s.ends.is_some())
                 .count();
-            if actual.len() != rows {
+            if expected.len() != rows {
                 return Err(TestCaseError::fail(format!(
                     "{} rows for {rows} flows",
-                    actual.len()
+                    expected.len()
                 )));
             }
             Ok(())
