@@ -251,6 +251,7 @@ async fn commit_batch(
     batch: Vec<Queued>,
     turn: OwnedSemaphorePermit,
 ) {
+    let mut turn = Some(turn);
     let started = Instant::now();
     let deliveries: Vec<&Delivery> = batch.iter().map(|queued| &queued.delivery).collect();
     let deadline = batch
@@ -260,9 +261,9 @@ async fn commit_batch(
         .expect("a batch is never empty")
         + ACQUIRE_TIMEOUT;
     let results: Vec<Result<Receipt, DbErr>> = if deliveries.len() == 1 {
-        vec![ingest_alone(&db, deliveries[0], deadline).await]
+        vec![ingest_alone(&db, deliveries[0], deadline, &mut turn).await]
     } else {
-        match ingest_batch(&db, &deliveries, deadline).await {
+        match ingest_batch(&db, &deliveries, deadline, &mut turn).await {
             Ok(receipts) => receipts.into_iter().map(Ok).collect(),
             Err(Abort::Db(err)) if !from_the_database(&err) => {
                 let failed = |err: &DbErr| DbErr::Custom(format!("the write batch failed: {err}"));
@@ -275,7 +276,7 @@ async fn commit_batch(
                 let mut results = Vec::with_capacity(deliveries.len());
                 for queued in &batch {
                     let deadline = queued.since + ACQUIRE_TIMEOUT;
-                    results.push(ingest_alone(&db, &queued.delivery, deadline).await);
+                    results.push(ingest_alone(&db, &queued.delivery, deadline, &mut turn).await);
                 }
                 results
             }
@@ -333,8 +334,9 @@ async fn ingest_alone(
     db: &DatabaseConnection,
     delivery: &Delivery,
     deadline: Instant,
+    turn: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Receipt, DbErr> {
-    match ingest_batch(db, &[delivery], deadline).await {
+    match ingest_batch(db, &[delivery], deadline, turn).await {
         Ok(mut receipts) => Ok(receipts.remove(0)),
         Err(Abort::Db(err)) => Err(err),
         // Recorded meanwhile by a copy: answer as that copy's duplicate.
@@ -476,12 +478,13 @@ async fn ingest_batch(
     db: &DatabaseConnection,
     batch: &[&Delivery],
     deadline: Instant,
+    turn: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Vec<Receipt>, Abort> {
     // Copies are rare (a sender's retry, a redelivery), so the first attempt does not
     // look for them: the ledger's unique key finds them, and the batch is done
     // again, looking first. A round trip fewer for nearly every batch.
-    match attempt_batch(db, batch, deadline, false).await {
-        Err(Abort::Raced) => attempt_batch(db, batch, deadline, true).await,
+    match attempt_batch(db, batch, deadline, false, turn).await {
+        Err(Abort::Raced) => attempt_batch(db, batch, deadline, true, turn).await,
         done => done,
     }
 }
@@ -492,6 +495,7 @@ async fn attempt_batch(
     batch: &[&Delivery],
     deadline: Instant,
     look: bool,
+    turn: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Vec<Receipt>, Abort> {
     let txn = tokio::time::timeout_at(deadline, begin(db))
         .await
@@ -552,6 +556,12 @@ async fn attempt_batch(
     if !write(&txn, &snapshot, ledger).await? {
         txn.rollback().await?;
         return Err(Abort::Raced);
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // The next batch may begin while this one commits: it waits for these apps'
+        // locks, so it reads what this one wrote. (SQLite would make it poll for the
+        // write lock instead.)
+        turn.take();
     }
     txn.commit().await?;
     Ok(receipts)
