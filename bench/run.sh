@@ -165,15 +165,19 @@ for run in $(seq 1 "$RUNS"); do
     done
 done
 
-# Postgres with HISTORY deployments, loaded once and shared by every run.
-db=dt_bench_$$_h
-createdb "$db" && PGDBS+=("$db")
-DATABASE_URL=$(pg_url "$db") "$BIN" migrate >/dev/null
+# Postgres with HISTORY deployments, loaded once; every run gets its own copy
+# (CREATE DATABASE … TEMPLATE), so that neither an earlier run nor pgbench's rows
+# add to the history a run starts from.
+base=dt_bench_$$_h
+createdb "$base" && PGDBS+=("$base")
+DATABASE_URL=$(pg_url "$base") "$BIN" migrate >/dev/null
 t0=$(date +%s)
-preload_postgres "$db"
-echo "# postgres: $(psql -XtAq -d "$db" -c 'SELECT count(*) FROM deployments') deployments loaded in $(($(date +%s) - t0)) s"
+preload_postgres "$base"
+echo "# postgres: $(psql -XtAq -d "$base" -c 'SELECT count(*) FROM deployments') deployments loaded in $(($(date +%s) - t0)) s"
 for run in $(seq 1 "$RUNS"); do
     for c in $CLIENTS; do
+        db=dt_bench_$$_h$run$c
+        createdb -T "$base" "$db" && PGDBS+=("$db")
         start_server "$(pg_url "$db")"
         echo "== run $run: postgres ${HISTORY}-row history C=$c (start-up to /readyz ${STARTUP_MS} ms)"
         load "pg-history-c$c" "$FLOWS" "$c"
@@ -181,10 +185,12 @@ for run in $(seq 1 "$RUNS"); do
         tps=$(pgbench_insert "$db" "$c")
         echo "  pgbench single INSERT C=$c: tps=$tps"
         sed -i "\$s/\$/ pgbench_tps=$tps/" "$RESULTS"
+        dropdb "$db"
     done
 done
 
-# SQLite (WAL, synchronous=FULL): a fresh file per empty run, one shared history file.
+# SQLite (WAL, synchronous=FULL): a fresh file per empty run, a copy of the history
+# file per history run.
 for run in $(seq 1 "$RUNS"); do
     for c in $CLIENTS; do
         file=$WORK/empty-$run-$c.db
@@ -201,12 +207,16 @@ DATABASE_URL="sqlite://$file?mode=rwc" "$BIN" migrate >/dev/null
 t0=$(date +%s)
 preload_sqlite "$file"
 echo "# sqlite: $(sqlite3 "$file" 'SELECT count(*) FROM deployments') deployments loaded in $(($(date +%s) - t0)) s"
+sqlite3 "$file" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
 for run in $(seq 1 "$RUNS"); do
     for c in $CLIENTS; do
-        start_server "sqlite://$file?mode=rwc"
+        copy=$WORK/history-$run-$c.db
+        cp "$file" "$copy"
+        start_server "sqlite://$copy?mode=rwc"
         echo "== run $run: sqlite ${HISTORY}-row history C=$c (start-up to /readyz ${STARTUP_MS} ms)"
         load "sqlite-history-c$c" "$SQLITE_FLOWS" "$c"
         stop_server
+        rm -f "$copy"*
     done
 done
 

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
@@ -88,6 +88,9 @@ struct Writer {
     queue: std::sync::Mutex<VecDeque<Queued>>,
     /// Deliveries committed by this process, up to [`ANALYZE_AFTER`].
     committed: AtomicU64,
+    /// Whether recent batches held copies of recorded deliveries (a sender resending):
+    /// while they do, batches look for copies before writing instead of after.
+    expect_copies: AtomicBool,
 }
 
 struct Queued {
@@ -128,6 +131,7 @@ impl Ingest {
             turn: Arc::new(Semaphore::new(1)),
             queue: std::sync::Mutex::new(VecDeque::new()),
             committed: AtomicU64::new(0),
+            expect_copies: AtomicBool::new(false),
         });
         Self { db, writer }
     }
@@ -261,9 +265,9 @@ async fn commit_batch(
         .expect("a batch is never empty")
         + ACQUIRE_TIMEOUT;
     let results: Vec<Result<Receipt, DbErr>> = if deliveries.len() == 1 {
-        vec![ingest_alone(&db, deliveries[0], deadline, &mut turn).await]
+        vec![ingest_alone(&db, &writer, deliveries[0], deadline, &mut turn).await]
     } else {
-        match ingest_batch(&db, &deliveries, deadline, &mut turn).await {
+        match ingest_batch(&db, &writer, &deliveries, deadline, &mut turn).await {
             Ok(receipts) => receipts.into_iter().map(Ok).collect(),
             Err(Abort::Db(err)) if !from_the_database(&err) => {
                 let failed = |err: &DbErr| DbErr::Custom(format!("the write batch failed: {err}"));
@@ -276,7 +280,9 @@ async fn commit_batch(
                 let mut results = Vec::with_capacity(deliveries.len());
                 for queued in &batch {
                     let deadline = queued.since + ACQUIRE_TIMEOUT;
-                    results.push(ingest_alone(&db, &queued.delivery, deadline, &mut turn).await);
+                    results.push(
+                        ingest_alone(&db, &writer, &queued.delivery, deadline, &mut turn).await,
+                    );
                 }
                 results
             }
@@ -332,11 +338,12 @@ async fn analyze_if_never_analyzed(db: &DatabaseConnection) -> Result<(), DbErr>
 /// One delivery in a transaction of its own.
 async fn ingest_alone(
     db: &DatabaseConnection,
+    writer: &Writer,
     delivery: &Delivery,
     deadline: Instant,
     turn: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Receipt, DbErr> {
-    match ingest_batch(db, &[delivery], deadline, turn).await {
+    match ingest_batch(db, writer, &[delivery], deadline, turn).await {
         Ok(mut receipts) => Ok(receipts.remove(0)),
         Err(Abort::Db(err)) => Err(err),
         // Recorded meanwhile by a copy: answer as that copy's duplicate.
@@ -476,27 +483,41 @@ async fn duplicate_of<C: ConnectionTrait>(db: &C, delivery: &Delivery) -> Result
 /// duplicates.
 async fn ingest_batch(
     db: &DatabaseConnection,
+    writer: &Writer,
     batch: &[&Delivery],
     deadline: Instant,
     turn: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Vec<Receipt>, Abort> {
-    // Copies are rare (a sender's retry, a redelivery), so the first attempt does not
-    // look for them: the ledger's unique key finds them, and the batch is done
-    // again, looking first. A round trip fewer for nearly every batch.
-    match attempt_batch(db, batch, deadline, false, turn).await {
-        Err(Abort::Raced) => attempt_batch(db, batch, deadline, true, turn).await,
-        done => done,
+    // Copies are rare (a sender's retry, a redelivery), so a batch does not look for
+    // them first unless recent ones held some: the ledger's unique key finds them,
+    // and the batch is done again, looking first. A round trip fewer for nearly
+    // every batch, and no batch done twice while a sender resends.
+    let look = writer.expect_copies.load(Ordering::Relaxed);
+    match attempt_batch(db, batch, deadline, look, turn).await {
+        Err(Abort::Raced) if !look => {
+            writer.expect_copies.store(true, Ordering::Relaxed);
+            let (receipts, _) = attempt_batch(db, batch, deadline, true, turn).await?;
+            Ok(receipts)
+        }
+        Ok((receipts, copies)) => {
+            if look && !copies {
+                writer.expect_copies.store(false, Ordering::Relaxed);
+            }
+            Ok(receipts)
+        }
+        Err(abort) => Err(abort),
     }
 }
 
 /// One transaction for [`ingest_batch`]; `look` reads the ledger for copies first.
+/// Also says whether that found any.
 async fn attempt_batch(
     db: &DatabaseConnection,
     batch: &[&Delivery],
     deadline: Instant,
     look: bool,
     turn: &mut Option<OwnedSemaphorePermit>,
-) -> Result<Vec<Receipt>, Abort> {
+) -> Result<(Vec<Receipt>, bool), Abort> {
     let txn = tokio::time::timeout_at(deadline, begin(db))
         .await
         .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))??;
@@ -508,6 +529,7 @@ async fn attempt_batch(
     } else {
         HashMap::new()
     };
+    let copies = !seen.is_empty();
     let received_at = now();
     let mut receipts = Vec::with_capacity(batch.len());
     let mut ledger = Vec::with_capacity(batch.len());
@@ -564,7 +586,7 @@ async fn attempt_batch(
         turn.take();
     }
     txn.commit().await?;
-    Ok(receipts)
+    Ok((receipts, copies))
 }
 
 /// Reads what `events` can touch: the apps they name, locked on Postgres in id order
