@@ -8,7 +8,8 @@
 #   bench/run.sh                     # PGHOST=127.0.0.1 PGUSER=postgres PGPORT=5432
 #   RUNS=1 FLOWS=3000 bench/run.sh   # a quick look
 #
-# Needs psql, createdb/dropdb, pgbench and sqlite3 on the machine running it.
+# Needs psql, createdb/dropdb, pgbench and sqlite3 on the machine running it, and a
+# Postgres role that may CHECKPOINT (a superuser, or pg_checkpoint on PostgreSQL 15+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,6 +92,12 @@ load() {
     echo "$line" >>"$RESULTS"
 }
 
+# checkpoint: flushes what loading or copying a database left dirty now, rather than
+# during the next run (a checkpoint writes out up to the whole copied history).
+checkpoint() {
+    psql -XqAt -d postgres -c CHECKPOINT
+}
+
 # pgbench_insert DB C: single-row INSERT into deployments at C clients; prints tps.
 pgbench_insert() {
     local db=$1 c=$2 app
@@ -154,6 +161,7 @@ for run in $(seq 1 "$RUNS"); do
         db=dt_bench_$$_e$run$c
         createdb "$db" && PGDBS+=("$db")
         DATABASE_URL=$(pg_url "$db") "$BIN" migrate >/dev/null
+        checkpoint
         start_server "$(pg_url "$db")"
         echo "== run $run: postgres empty C=$c (start-up to /readyz ${STARTUP_MS} ms)"
         load "pg-empty-c$c" "$FLOWS" "$c"
@@ -177,7 +185,8 @@ echo "# postgres: $(psql -XtAq -d "$base" -c 'SELECT count(*) FROM deployments')
 for run in $(seq 1 "$RUNS"); do
     for c in $CLIENTS; do
         db=dt_bench_$$_h$run$c
-        createdb -T "$base" "$db" && PGDBS+=("$db")
+        createdb -T "$base" --strategy=file_copy "$db" && PGDBS+=("$db")
+        checkpoint
         start_server "$(pg_url "$db")"
         echo "== run $run: postgres ${HISTORY}-row history C=$c (start-up to /readyz ${STARTUP_MS} ms)"
         load "pg-history-c$c" "$FLOWS" "$c"
