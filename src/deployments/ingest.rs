@@ -5,8 +5,8 @@
 //! gets the writer's turn takes every delivery queued so far, reads what they can
 //! touch in two statements (the apps they name, locked on Postgres, then the
 //! deployment rows they could look up), applies them one after another in memory
-//! ([`super::plan`]), writes the changed rows and the ledger rows in one statement
-//! each, commits, and only then answers each delivery. A delivery recorded before
+//! ([`super::plan`]), writes the changed rows and the ledger rows (one statement on
+//! Postgres, two on SQLite), commits, and only then answers each delivery. A delivery recorded before
 //! makes the ledger insert come up short; the batch is then rolled back and done
 //! again, looking for such copies first.
 //!
@@ -86,7 +86,7 @@ pub struct Ingest {
 struct Writer {
     turn: Arc<Semaphore>,
     queue: std::sync::Mutex<VecDeque<Queued>>,
-    /// Deliveries committed by this process, up to [`ANALYZE_AFTER`].
+    /// Deliveries committed by this process.
     committed: AtomicU64,
     /// Whether recent batches held copies of recorded deliveries (a sender resending):
     /// while they do, batches look for copies before writing instead of after.
@@ -248,7 +248,8 @@ impl Ingest {
 /// Ingests a batch and answers each delivery. When the batch's transaction is
 /// refused for something one delivery or a concurrent copy can cause, the
 /// deliveries are redone one transaction each, so one spoils no other. The turn is
-/// given back only after every answer has been sent.
+/// given back once the batch is written, before its commit, on Postgres (see
+/// [`attempt_batch`]), and after every answer has been sent on SQLite.
 async fn commit_batch(
     db: DatabaseConnection,
     writer: Arc<Writer>,
@@ -298,15 +299,14 @@ async fn commit_batch(
         let _ = queued.answer.send(result);
     }
     drop(turn);
-    let before = writer.committed.load(Ordering::Relaxed);
-    if before < ANALYZE_AFTER {
-        let now = writer.committed.fetch_add(committed, Ordering::Relaxed) + committed;
-        if now >= ANALYZE_AFTER
-            && db.get_database_backend() == DbBackend::Postgres
-            && let Err(err) = analyze_if_never_analyzed(&db).await
-        {
-            tracing::warn!(%err, "could not analyze the tables");
-        }
+    // Exactly one batch takes the count past the mark.
+    let before = writer.committed.fetch_add(committed, Ordering::Relaxed);
+    if before < ANALYZE_AFTER
+        && before + committed >= ANALYZE_AFTER
+        && db.get_database_backend() == DbBackend::Postgres
+        && let Err(err) = analyze_if_never_analyzed(&db).await
+    {
+        tracing::warn!(%err, "could not analyze the tables");
     }
 }
 
