@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the CPU work in a delivery's path: signature verification,
-//! payload parsing and mapping for every fixture, and the state machine.
+//! payload parsing and mapping for every fixture, the state machine, and a batch's
+//! events applied in memory.
 //!
 //! `cargo bench --bench core` (add `-- <filter>` for one group).
 
@@ -7,11 +8,14 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use deploy_tracker::deployments::plan::Snapshot;
 use deploy_tracker::deployments::state::{Status, transition};
+use deploy_tracker::simulate::{Flow, SimApp};
+use deploy_tracker::store::apps;
 use deploy_tracker::webhooks::signature::{
     Secrets, sign_github, sign_vercel, verify_github, verify_vercel,
 };
-use deploy_tracker::webhooks::{ContentType, github, vercel};
+use deploy_tracker::webhooks::{ContentType, Event, Provider, github, vercel};
 
 const SECRET: &str = "bench-secret";
 
@@ -86,5 +90,53 @@ fn state_machine(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signatures, mapping, state_machine);
+/// A batch as ingest applies it in memory: 64 deliveries of 32 flows' pushes and
+/// `deployment.created` (a new row each, then linked and moved on) over 100 apps.
+fn batch_plan(c: &mut Criterion) {
+    let now = chrono::Utc::now().naive_utc();
+    let sims: Vec<SimApp> = (0..100).map(SimApp::numbered).collect();
+    let apps: Vec<apps::Model> = sims
+        .iter()
+        .enumerate()
+        .map(|(i, sim)| apps::Model {
+            id: uuid::Uuid::from_u128(i as u128 + 1),
+            name: sim.name.clone(),
+            github_repo: sim.github_repo.clone(),
+            vercel_project_id: Some(sim.vercel_project_id.clone()),
+            staging_branch: "staging".to_owned(),
+            production_branch: "main".to_owned(),
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    let events: Vec<Event> = (0..32)
+        .flat_map(|n| {
+            let flow = Flow::numbered(n, sims.len(), "bench");
+            let [push, created, _] = flow.deliveries(&sims[flow.app]);
+            [push, created]
+        })
+        .map(|sim| match sim.provider {
+            Provider::Github => github::delivery(
+                Some(sim.event),
+                Some(&sim.delivery_id),
+                ContentType::Json,
+                sim.body,
+            ),
+            Provider::Vercel => vercel::delivery(ContentType::Json, sim.body),
+        })
+        .map(|delivery| delivery.event)
+        .collect();
+    c.bench_function("plan/batch-of-64", |b| {
+        b.iter(|| {
+            let mut snapshot = Snapshot::new(apps.clone());
+            black_box(snapshot.row_keys(&events));
+            for event in &events {
+                black_box(snapshot.apply(event, now));
+            }
+            snapshot.touched().count()
+        })
+    });
+}
+
+criterion_group!(benches, signatures, mapping, state_machine, batch_plan);
 criterion_main!(benches);

@@ -160,6 +160,8 @@ impl RowKeys {
 pub struct Snapshot {
     /// In id order: the order apps are locked in and pushes are applied in.
     apps: Vec<apps::Model>,
+    /// Parallel to `apps`: each one's repository, lowercased.
+    repositories: Vec<String>,
     rows: Vec<deployments::Model>,
     /// Parallel to `rows`: created or changed by this run, so to be written.
     touched: Vec<bool>,
@@ -169,8 +171,13 @@ impl Snapshot {
     pub fn new(mut apps: Vec<apps::Model>) -> Self {
         apps.sort_by_key(|app| app.id);
         apps.dedup_by_key(|app| app.id);
+        let repositories = apps
+            .iter()
+            .map(|app| app.github_repo.to_lowercase())
+            .collect();
         Self {
             apps,
+            repositories,
             ..Self::default()
         }
     }
@@ -238,7 +245,9 @@ impl Snapshot {
         let repository = repository.to_lowercase();
         self.apps
             .iter()
-            .filter(move |app| app.github_repo.to_lowercase() == repository)
+            .zip(&self.repositories)
+            .filter(move |(_, lowercased)| **lowercased == repository)
+            .map(|(app, _)| app)
     }
 
     /// The (app, environment) pairs a push deploys to, or why it deploys nowhere.
