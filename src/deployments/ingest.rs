@@ -38,6 +38,11 @@ use crate::webhooks::{Delivery, Event, Provider, now};
 /// The most deliveries one transaction takes; the rest wait for the next.
 const MAX_BATCH: usize = 64;
 
+/// The most body bytes one transaction takes, unless its first delivery alone has
+/// more: a batch's bodies are copied into its statement, so this bounds the memory
+/// a burst of large deliveries costs.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// Deliveries this process commits before it makes sure Postgres has statistics for
 /// the tables ingest reads (see [`analyze_if_never_analyzed`]).
 const ANALYZE_AFTER: u64 = 1_000;
@@ -102,10 +107,21 @@ struct Queued {
 }
 
 impl Writer {
-    /// The next batch: up to [`MAX_BATCH`] deliveries, oldest first.
+    /// The next batch, oldest first: up to [`MAX_BATCH`] deliveries and
+    /// [`MAX_BATCH_BYTES`] of bodies, and at least one delivery.
     fn take(&self) -> Vec<Queued> {
         let mut queue = self.queue.lock().expect("queue lock");
-        let n = queue.len().min(MAX_BATCH);
+        let mut bytes = 0;
+        let n = queue
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|queued| {
+                bytes += queued.delivery.body.len();
+                bytes <= MAX_BATCH_BYTES
+            })
+            .count()
+            .max(1)
+            .min(queue.len());
         queue.drain(..n).collect()
     }
 }
@@ -714,7 +730,8 @@ async fn write(
         return insert_ledger(txn, ledger).await;
     }
     // On Postgres, both in one statement of one text whatever the batch's size: the
-    // rows travel as two JSON documents, expanded into the tables' row types.
+    // rows travel as two JSON documents, expanded into the tables' row types, and
+    // the raw bodies beside them as one bytea array, matched by position.
     const SQL: &str = r#"WITH changed AS (
     INSERT INTO deployments
     SELECT * FROM json_populate_recordset(NULL::deployments, $1::json)
@@ -728,12 +745,18 @@ async fn write(
         "errorMessage" = EXCLUDED."errorMessage"
 )
 INSERT INTO webhook_deliveries
-SELECT * FROM json_populate_recordset(NULL::webhook_deliveries, $2::json)
-ORDER BY provider, "deliveryId"
+    (id, provider, "deliveryId", "eventType", body, "receivedAt", outcome, reason, "deploymentId")
+SELECT r.id, r.provider, r."deliveryId", r."eventType", b.body, r."receivedAt", r.outcome,
+       r.reason, r."deploymentId"
+FROM json_populate_recordset(NULL::webhook_deliveries, $2::json) WITH ORDINALITY AS r
+JOIN unnest($3::bytea[]) WITH ORDINALITY AS b (body, n) ON b.n = r.ordinality
+ORDER BY r.provider, r."deliveryId"
 ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
     let rows: Vec<&deployments::Model> = snapshot.touched().collect();
     let expected = ledger.len() as u64;
-    let ledger: Vec<serde_json::Value> = ledger.iter().map(ledger_json).collect();
+    // The ledger rows serialize without their bodies.
+    let json_rows = serde_json::to_string(&ledger);
+    let bodies: Vec<Vec<u8>> = ledger.into_iter().map(|row| row.body).collect();
     let json = |value: serde_json::Result<String>| {
         value
             .map(sea_orm::Value::from)
@@ -741,7 +764,8 @@ ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
     };
     let values = [
         json(serde_json::to_string(&rows))?,
-        json(serde_json::to_string(&ledger))?,
+        json(json_rows)?,
+        bodies.into(),
     ];
     let inserted = txn
         .execute_raw(Statement::from_sql_and_values(
@@ -752,13 +776,6 @@ ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
         .await?
         .rows_affected();
     Ok(inserted == expected)
-}
-
-/// A ledger row as `json_populate_recordset` reads it: the body as bytea's hex text.
-fn ledger_json(row: &deliveries::Model) -> serde_json::Value {
-    let mut value = serde_json::to_value(row).expect("a ledger row serializes");
-    value["body"] = format!("\\x{}", hex::encode(&row.body)).into();
-    value
 }
 
 /// Writes the rows a snapshot created or changed, in one statement.

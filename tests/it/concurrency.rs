@@ -44,6 +44,10 @@ async fn shuffled_duplicated_concurrent_deliveries_leave_one_correct_row_per_dep
         app_ids.push(app.register(sim.registration()).await);
     }
     assert!(deliveries.len() >= 250, "{}", deliveries.len());
+    let bodies: HashMap<(&'static str, String), Vec<u8>> = deliveries
+        .iter()
+        .map(|d| ((d.provider.as_str(), d.delivery_id.clone()), d.body.clone()))
+        .collect();
 
     let queue = Arc::new(Mutex::new(deliveries));
     let mut senders = Vec::new();
@@ -97,4 +101,19 @@ async fn shuffled_duplicated_concurrent_deliveries_leave_one_correct_row_per_dep
         distinct,
         "one ledger row per delivery"
     );
+    // Deliveries that shared a transaction each kept their own body.
+    for row in app.deliveries().await {
+        let provider = if row.provider == "github" {
+            "github"
+        } else {
+            "vercel"
+        };
+        assert_eq!(
+            Some(&row.body),
+            bodies.get(&(provider, row.delivery_id.clone())),
+            "the body of {} {}",
+            row.provider,
+            row.delivery_id
+        );
+    }
 }
