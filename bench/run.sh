@@ -110,6 +110,22 @@ SQL
         grep -o 'tps = [0-9.]*' | head -1 | cut -d' ' -f3
 }
 
+# pg_run DB RUN empty|history C: one Postgres run on DB, a migrated database of its
+# own: the load, then pgbench's reference at the same client count; drops DB.
+pg_run() {
+    local db=$1 run=$2 kind=$3 c=$4 what tps
+    what=$([ "$kind" = empty ] && echo empty || echo "${HISTORY}-row history")
+    checkpoint
+    start_server "$(pg_url "$db")"
+    echo "== run $run: postgres $what C=$c (start-up to /readyz ${STARTUP_MS} ms)"
+    load "pg-$kind-c$c" "$FLOWS" "$c"
+    stop_server
+    tps=$(pgbench_insert "$db" "$c")
+    echo "  pgbench single INSERT C=$c: tps=$tps"
+    sed -i "\$s/\$/ pgbench_tps=$tps/" "$RESULTS"
+    dropdb "$db"
+}
+
 # The history: 100 other apps, HISTORY deployments spread over them (one INSERT).
 preload_postgres() {
     psql -q -X -v ON_ERROR_STOP=1 -d "$1" <<SQL
@@ -161,15 +177,7 @@ for run in $(seq 1 "$RUNS"); do
         db=dt_bench_$$_e$run$c
         createdb "$db" && PGDBS+=("$db")
         DATABASE_URL=$(pg_url "$db") "$BIN" migrate >/dev/null
-        checkpoint
-        start_server "$(pg_url "$db")"
-        echo "== run $run: postgres empty C=$c (start-up to /readyz ${STARTUP_MS} ms)"
-        load "pg-empty-c$c" "$FLOWS" "$c"
-        stop_server
-        tps=$(pgbench_insert "$db" "$c")
-        echo "  pgbench single INSERT C=$c: tps=$tps"
-        sed -i "\$s/\$/ pgbench_tps=$tps/" "$RESULTS"
-        dropdb "$db"
+        pg_run "$db" "$run" empty "$c"
     done
 done
 
@@ -186,15 +194,7 @@ for run in $(seq 1 "$RUNS"); do
     for c in $CLIENTS; do
         db=dt_bench_$$_h$run$c
         createdb -T "$base" --strategy=file_copy "$db" && PGDBS+=("$db")
-        checkpoint
-        start_server "$(pg_url "$db")"
-        echo "== run $run: postgres ${HISTORY}-row history C=$c (start-up to /readyz ${STARTUP_MS} ms)"
-        load "pg-history-c$c" "$FLOWS" "$c"
-        stop_server
-        tps=$(pgbench_insert "$db" "$c")
-        echo "  pgbench single INSERT C=$c: tps=$tps"
-        sed -i "\$s/\$/ pgbench_tps=$tps/" "$RESULTS"
-        dropdb "$db"
+        pg_run "$db" "$run" history "$c"
     done
 done
 
@@ -229,12 +229,9 @@ for run in $(seq 1 "$RUNS"); do
     done
 done
 
-echo
-echo "# medians of $RUNS runs (rate = deliveries/s; ratio = rate / pgbench single-INSERT tps)"
-printf '%-20s %8s %8s %8s %8s %6s %9s %8s %6s %8s %9s %s\n' \
-    config rate p50_ms p99_ms max_ms errors rss_mb latest99 boot_ms pgb_tps ratio verify
-for label in $(grep -o '^label=[^ ]*' "$RESULTS" | cut -d= -f2 | awk '!seen[$0]++'); do
-    grep "^label=$label " "$RESULTS" | awk -v label="$label" '
+# The awk function both tables take their medians with ("-" when no run has the key),
+# and one that prints such a median as a whole number.
+MEDIAN='
         function median(key,   n, i, j, t, v) {
             n = 0
             for (i = 1; i <= NR; i++) if ((i, key) in val) v[++n] = val[i, key]
@@ -242,6 +239,15 @@ for label in $(grep -o '^label=[^ ]*' "$RESULTS" | cut -d= -f2 | awk '!seen[$0]+
             if (n == 0) return "-"
             return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
         }
+        function whole(x) { return x == "-" ? "-" : sprintf("%.0f", x) }
+'
+
+echo
+echo "# medians of $RUNS runs (rate = deliveries/s; ratio = rate / pgbench single-INSERT tps)"
+printf '%-20s %8s %8s %8s %8s %6s %9s %8s %6s %8s %9s %s\n' \
+    config rate p50_ms p99_ms max_ms errors rss_mb latest99 boot_ms pgb_tps ratio verify
+for label in $(grep -o '^label=[^ ]*' "$RESULTS" | cut -d= -f2 | awk '!seen[$0]++'); do
+    grep "^label=$label " "$RESULTS" | awk -v label="$label" "$MEDIAN"'
         {
             for (f = 2; f <= NF; f++) {
                 split($f, kv, "=")
@@ -266,17 +272,10 @@ echo "# server, in Postgres (every postgres process) and in the driver; busy = t
 echo "# as a share of all cores (medians of $RUNS runs)"
 printf '%-20s %10s %12s %10s %9s\n' config server_us postgres_us driver_us busy_pct
 for label in $(grep -o '^label=[^ ]*' "$RESULTS" | cut -d= -f2 | awk '!seen[$0]++'); do
-    grep "^label=$label " "$RESULTS" | awk -v label="$label" '
-        function median(key,   n, i, j, t, v) {
-            n = 0
-            for (i = 1; i <= NR; i++) if ((i, key) in val) v[++n] = val[i, key]
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-            if (n == 0) return -1
-            return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        }
+    grep "^label=$label " "$RESULTS" | awk -v label="$label" "$MEDIAN"'
         { for (f = 2; f <= NF; f++) { split($f, kv, "="); if (kv[2] ~ /^[0-9.]+$/) val[NR, kv[1]] = kv[2] + 0 } }
         END {
-            printf "%-20s %10.0f %12.0f %10.0f %9.0f\n", label, median("server_us"),
-                median("postgres_us"), median("driver_us"), median("busy_pct")
+            printf "%-20s %10s %12s %10s %9s\n", label, whole(median("server_us")),
+                whole(median("postgres_us")), whole(median("driver_us")), whole(median("busy_pct"))
         }'
 done
