@@ -624,11 +624,7 @@ async fn read_snapshot<'e>(
             ORDER BY id FOR UPDATE"#;
         let values = [strings(&keys.repositories), strings(&keys.projects)];
         apps::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values,
-            ))
+            .from_raw_sql(postgres_statement(sql, values))
             .all(txn)
             .await?
     } else {
@@ -668,11 +664,7 @@ async fn read_snapshot<'e>(
             shas.into(),
         ];
         deployments::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values,
-            ))
+            .from_raw_sql(postgres_statement(sql, values))
             .all(txn)
             .await?
     } else {
@@ -707,6 +699,11 @@ fn one_of(backend: DbBackend, expr: impl Into<Expr>, values: Vec<String>) -> Exp
     } else {
         expr.is_in(values)
     }
+}
+
+/// A Postgres statement with its parameters.
+fn postgres_statement(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// A Postgres `text[]` parameter.
@@ -768,11 +765,7 @@ ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
         bodies.into(),
     ];
     let inserted = txn
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            SQL,
-            values,
-        ))
+        .execute_raw(postgres_statement(SQL, values))
         .await?
         .rows_affected();
     Ok(inserted == expected)
