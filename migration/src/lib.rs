@@ -8,6 +8,8 @@ mod m20261125_000002_create_deployments;
 mod m20261125_000003_create_webhook_deliveries;
 mod m20261125_000004_add_deployment_lookup_keys;
 mod m20261126_000005_add_deployments_app_created;
+mod m20261201_000006_complete_deployment_record;
+mod m20261201_000007_add_deliveries_source;
 
 pub struct Migrator;
 
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_webhook_deliveries::Migration),
             Box::new(m20261125_000004_add_deployment_lookup_keys::Migration),
             Box::new(m20261126_000005_add_deployments_app_created::Migration),
+            Box::new(m20261201_000006_complete_deployment_record::Migration),
+            Box::new(m20261201_000007_add_deliveries_source::Migration),
         ]
     }
 }

@@ -582,6 +582,9 @@ async fn attempt_batch(
             outcome: outcome.as_str().to_owned(),
             reason: stored_reason,
             deployment_id,
+            attempts: 1,
+            last_received_at: Some(received_at),
+            source: "webhook".to_owned(),
         });
         receipts.push(Receipt {
             id,
@@ -739,12 +742,24 @@ async fn write(
         "vercelDeploymentId" = EXCLUDED."vercelDeploymentId",
         "createdAt" = EXCLUDED."createdAt",
         "updatedAt" = EXCLUDED."updatedAt",
-        "errorMessage" = EXCLUDED."errorMessage"
+        "errorMessage" = EXCLUDED."errorMessage",
+        "buildDurationMs" = EXCLUDED."buildDurationMs",
+        "failureReason" = EXCLUDED."failureReason",
+        "triggeredBy" = EXCLUDED."triggeredBy",
+        "buildLogs" = EXCLUDED."buildLogs",
+        "startedAt" = EXCLUDED."startedAt",
+        "finishedAt" = EXCLUDED."finishedAt",
+        "committedAt" = EXCLUDED."committedAt",
+        "previousDeploymentId" = EXCLUDED."previousDeploymentId",
+        "isRollback" = EXCLUDED."isRollback",
+        "githubDeploymentId" = EXCLUDED."githubDeploymentId",
+        "rollbackTo" = EXCLUDED."rollbackTo"
 )
 INSERT INTO webhook_deliveries
-    (id, provider, "deliveryId", "eventType", body, "receivedAt", outcome, reason, "deploymentId")
+    (id, provider, "deliveryId", "eventType", body, "receivedAt", outcome, reason, "deploymentId",
+     attempts, "lastReceivedAt", source)
 SELECT r.id, r.provider, r."deliveryId", r."eventType", b.body, r."receivedAt", r.outcome,
-       r.reason, r."deploymentId"
+       r.reason, r."deploymentId", r.attempts, r."lastReceivedAt", r.source
 FROM json_populate_recordset(NULL::webhook_deliveries, $2::json) WITH ORDINALITY AS r
 JOIN unnest($3::bytea[]) WITH ORDINALITY AS b (body, n) ON b.n = r.ordinality
 ORDER BY r.provider, r."deliveryId"
@@ -789,6 +804,17 @@ async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<()
                     Column::CreatedAt,
                     Column::UpdatedAt,
                     Column::ErrorMessage,
+                    Column::BuildDurationMs,
+                    Column::FailureReason,
+                    Column::TriggeredBy,
+                    Column::BuildLogs,
+                    Column::StartedAt,
+                    Column::FinishedAt,
+                    Column::CommittedAt,
+                    Column::PreviousDeploymentId,
+                    Column::IsRollback,
+                    Column::GithubDeploymentId,
+                    Column::RollbackTo,
                 ])
                 .to_owned(),
         )

@@ -390,16 +390,14 @@ impl Snapshot {
                 None => {
                     created += 1;
                     self.create(deployments::Model {
-                        id: Uuid::now_v7(),
-                        app_id,
-                        environment,
-                        status: Status::Pending,
-                        deployment_url: None,
                         github_commit_sha: Some(push.commit_sha.clone()),
-                        vercel_deployment_id: None,
-                        created_at: push.pushed_at,
-                        updated_at: at,
-                        error_message: None,
+                        ..deployments::Model::new(
+                            app_id,
+                            environment,
+                            Status::Pending,
+                            push.pushed_at,
+                            at,
+                        )
                     })
                 }
             };
@@ -435,16 +433,11 @@ impl Snapshot {
             });
         let Some(i) = found else {
             let id = self.create(deployments::Model {
-                id: Uuid::now_v7(),
-                app_id,
-                environment,
-                status: event.status,
                 deployment_url: event.url.clone().filter(|_| event.status == Status::Ready),
                 github_commit_sha: event.commit_sha.clone(),
                 vercel_deployment_id: Some(event.deployment_id.clone()),
-                created_at: event.occurred_at,
-                updated_at: at,
                 error_message: event.failure.map(str::to_owned),
+                ..deployments::Model::new(app_id, environment, event.status, event.occurred_at, at)
             });
             return Effect::new(
                 Outcome::Applied,
@@ -896,15 +889,14 @@ mod tests {
         let mut s = shop();
         let row = deployments::Model {
             id: Uuid::from_u128(7),
-            app_id: Uuid::from_u128(1),
-            environment: Environment::Production,
-            status: Status::Pending,
-            deployment_url: None,
             github_commit_sha: Some(SHA.to_owned()),
-            vercel_deployment_id: None,
-            created_at: at(3),
-            updated_at: at(3),
-            error_message: None,
+            ..deployments::Model::new(
+                Uuid::from_u128(1),
+                Environment::Production,
+                Status::Pending,
+                at(3),
+                at(3),
+            )
         };
         s.add_rows([row.clone(), row.clone()]);
         assert_eq!((s.rows.len(), s.touched().count()), (1, 0));

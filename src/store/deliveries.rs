@@ -31,6 +31,14 @@ pub struct Model {
     pub reason: String,
     #[sea_orm(column_name = "deploymentId")]
     pub deployment_id: Option<Uuid>,
+    /// Copies of this delivery id received, the first included.
+    pub attempts: i32,
+    /// When the latest copy was received.
+    #[sea_orm(column_name = "lastReceivedAt")]
+    #[serde(serialize_with = "crate::store::utc_option")]
+    pub last_received_at: Option<DateTime>,
+    /// `webhook` (a signed request) or `backfill` (fetched from GitHub with a token).
+    pub source: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -58,6 +66,13 @@ pub struct Summary {
     pub reason: String,
     /// The deployment the delivery created or changed, if any.
     pub deployment_id: Option<Uuid>,
+    /// Copies of this delivery id received, the first included.
+    pub attempts: i32,
+    /// When the latest copy was received.
+    #[serde(serialize_with = "crate::store::utc_option")]
+    pub last_received_at: Option<DateTime>,
+    /// `webhook` or `backfill`.
+    pub source: String,
 }
 
 /// One ledger row with its raw body: `body` when the bytes are UTF-8 (as JSON and
@@ -90,6 +105,9 @@ impl From<Model> for Detail {
                 outcome: m.outcome,
                 reason: m.reason,
                 deployment_id: m.deployment_id,
+                attempts: m.attempts,
+                last_received_at: m.last_received_at,
+                source: m.source,
             },
             body,
             body_base64,

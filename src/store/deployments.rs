@@ -1,6 +1,5 @@
 //! The seed's `deployments` table, and the history queries the API and CLI share.
 
-use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect, Select};
 use serde::Serialize;
@@ -72,6 +71,82 @@ pub struct Model {
     pub updated_at: DateTime,
     #[sea_orm(column_name = "errorMessage")]
     pub error_message: Option<String>,
+    /// From the start of the build to ready or failed, by the providers' event times.
+    #[sea_orm(column_name = "buildDurationMs")]
+    pub build_duration_ms: Option<i64>,
+    /// Why a failed row failed; only `error` counts as a change failure.
+    #[sea_orm(column_name = "failureReason")]
+    #[schema(schema_with = failure_reason_schema)]
+    pub failure_reason: Option<FailureReason>,
+    /// Who pushed or triggered the deployment.
+    #[sea_orm(column_name = "triggeredBy")]
+    pub triggered_by: Option<String>,
+    /// Where to read the build's logs.
+    #[sea_orm(column_name = "buildLogs")]
+    pub build_logs: Option<String>,
+    /// Provider time the build started.
+    #[sea_orm(column_name = "startedAt")]
+    #[serde(serialize_with = "crate::store::utc_option")]
+    pub started_at: Option<DateTime>,
+    /// Provider time the deployment became ready or failed.
+    #[sea_orm(column_name = "finishedAt")]
+    #[serde(serialize_with = "crate::store::utc_option")]
+    pub finished_at: Option<DateTime>,
+    /// The pushed head commit's time (for lead time).
+    #[sea_orm(column_name = "committedAt")]
+    #[serde(serialize_with = "crate::store::utc_option")]
+    pub committed_at: Option<DateTime>,
+    /// For a ready row: the ready deployment of the same app and environment it replaced.
+    #[sea_orm(column_name = "previousDeploymentId")]
+    pub previous_deployment_id: Option<Uuid>,
+    /// This row records a rollback (or a promotion of an older deployment).
+    #[sea_orm(column_name = "isRollback")]
+    pub is_rollback: bool,
+    /// The GitHub deployment (`deployment.id`) whose statuses this row records.
+    #[sea_orm(column_name = "githubDeploymentId")]
+    pub github_deployment_id: Option<i64>,
+    /// For a rollback row: the Vercel deployment production went back to.
+    #[sea_orm(column_name = "rollbackTo")]
+    pub rollback_to: Option<String>,
+}
+
+/// Why a failed deployment failed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "lowercase")]
+pub enum FailureReason {
+    /// The build or deploy failed: a change failure.
+    #[sea_orm(string_value = "error")]
+    Error,
+    /// Someone canceled it: not a change failure.
+    #[sea_orm(string_value = "canceled")]
+    Canceled,
+    /// No final event came in time (the sweeper): not a change failure.
+    #[sea_orm(string_value = "timeout")]
+    Timeout,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Error => "error",
+            FailureReason::Canceled => "canceled",
+            FailureReason::Timeout => "timeout",
+        }
+    }
+}
+
+/// The schema of the nullable `failureReason`.
+pub fn failure_reason_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::schema::Type::String,
+            utoipa::openapi::schema::Type::Null,
+        ]))
+        .enum_values(Some(["error", "canceled", "timeout"]))
+        .build()
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -92,6 +167,41 @@ impl Related<super::apps::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// A new row with a fresh id and nothing known beyond what is given.
+    pub fn new(
+        app_id: Uuid,
+        environment: Environment,
+        status: Status,
+        created_at: DateTime,
+        updated_at: DateTime,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            app_id,
+            environment,
+            status,
+            deployment_url: None,
+            github_commit_sha: None,
+            vercel_deployment_id: None,
+            created_at,
+            updated_at,
+            error_message: None,
+            build_duration_ms: None,
+            failure_reason: None,
+            triggered_by: None,
+            build_logs: None,
+            started_at: None,
+            finished_at: None,
+            committed_at: None,
+            previous_deployment_id: None,
+            is_rollback: false,
+            github_deployment_id: None,
+            rollback_to: None,
+        }
+    }
+}
 
 /// `Status` lives with the state machine; its schema is the list of its values.
 pub fn status_schema() -> utoipa::openapi::Object {
@@ -209,18 +319,10 @@ impl NewDeployment {
             None => None,
         };
         let now = crate::webhooks::now();
-        let row = ActiveModel {
-            id: Set(Uuid::now_v7()),
-            app_id: Set(app_id),
-            environment: Set(environment),
-            status: Set(Status::Pending),
-            deployment_url: Set(None),
-            github_commit_sha: Set(sha),
-            vercel_deployment_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            error_message: Set(None),
-        };
+        let row = ActiveModel::from(Model {
+            github_commit_sha: sha,
+            ..Model::new(app_id, environment, Status::Pending, now, now)
+        });
         // Only uq_deployments_unlinked_commit can fire: the row has a fresh id and no
         // Vercel id.
         row.insert(db).await.map_err(|e| match e.sql_err() {

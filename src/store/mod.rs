@@ -81,3 +81,14 @@ pub(crate) fn utc<S: serde::Serializer>(
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     )
 }
+
+/// [`utc`] for a nullable timestamp: `null` when unknown.
+pub(crate) fn utc_option<S: serde::Serializer>(
+    t: &Option<chrono::NaiveDateTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => utc(t, s),
+        None => s.serialize_none(),
+    }
+}

@@ -110,6 +110,7 @@ async fn insert_deployment(
         created_at: Set(created_at),
         updated_at: Set(created_at),
         error_message: Set(None),
+        ..Default::default()
     }
     .insert(&app.db)
     .await
@@ -136,6 +137,7 @@ async fn insert_delivery(
         outcome: Set(outcome.into()),
         reason: Set("test".into()),
         deployment_id: Set(None),
+        ..Default::default()
     }
     .insert(&app.db)
     .await

@@ -103,6 +103,7 @@ async fn deployments_list_and_latest_read_the_history_by_app_name() {
             created_at: Set(t),
             updated_at: Set(t),
             error_message: Set(None),
+            ..Default::default()
         }
         .insert(&conn)
         .await
@@ -209,6 +210,7 @@ async fn deliveries_list_shows_the_ledger_without_bodies() {
             outcome: Set(outcome.into()),
             reason: Set("because".into()),
             deployment_id: Set(None),
+            ..Default::default()
         }
         .insert(&conn)
         .await
