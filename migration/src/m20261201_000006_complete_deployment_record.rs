@@ -35,7 +35,7 @@ impl MigrationTrait for Migration {
                 r#"CREATE INDEX idx_deployments_rollback_to ON deployments("rollbackTo") WHERE "rollbackTo" IS NOT NULL"#,
                 // A row a GitHub deployment created is linked, like one Vercel created.
                 "DROP INDEX uq_deployments_unlinked_commit",
-                r#"CREATE UNIQUE INDEX uq_deployments_unlinked_commit ON deployments("appId", environment, "githubCommitSha") WHERE "vercelDeploymentId" IS NULL AND "githubDeploymentId" IS NULL AND "githubCommitSha" IS NOT NULL AND "isRollback" = false"#,
+                r#"CREATE UNIQUE INDEX uq_deployments_unlinked_commit_v2 ON deployments("appId", environment, "githubCommitSha") WHERE "vercelDeploymentId" IS NULL AND "githubDeploymentId" IS NULL AND "githubCommitSha" IS NOT NULL AND "isRollback" = false"#,
                 r#"ALTER TABLE webhook_deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1"#,
                 r#"ALTER TABLE webhook_deliveries ADD COLUMN "lastReceivedAt" TIMESTAMP"#,
                 r#"UPDATE webhook_deliveries SET "lastReceivedAt" = "receivedAt""#,
@@ -50,7 +50,7 @@ impl MigrationTrait for Migration {
             &[
                 r#"ALTER TABLE webhook_deliveries DROP COLUMN "lastReceivedAt""#,
                 "ALTER TABLE webhook_deliveries DROP COLUMN attempts",
-                "DROP INDEX uq_deployments_unlinked_commit",
+                "DROP INDEX uq_deployments_unlinked_commit_v2",
                 r#"CREATE UNIQUE INDEX uq_deployments_unlinked_commit ON deployments("appId", environment, "githubCommitSha") WHERE "vercelDeploymentId" IS NULL AND "githubCommitSha" IS NOT NULL"#,
                 "DROP INDEX idx_deployments_rollback_to",
                 "DROP INDEX uq_deployments_github_deployment_id",

@@ -323,7 +323,7 @@ impl NewDeployment {
             github_commit_sha: sha,
             ..Model::new(app_id, environment, Status::Pending, now, now)
         });
-        // Only uq_deployments_unlinked_commit can fire: the row has a fresh id and no
+        // Only uq_deployments_unlinked_commit_v2 can fire: the row has a fresh id and no
         // Vercel id.
         row.insert(db).await.map_err(|e| match e.sql_err() {
             Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => CreateDeploymentError::Conflict,
