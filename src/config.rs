@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::clients::vercel::{self, VercelClient, VercelConfig, VercelError};
 use crate::deployments::ingest::Outcome;
 use crate::http::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY};
 use crate::store::DEFAULT_DATABASE_URL;
 use crate::store::deployments::{Environment, Status};
 use crate::store::page::Limit;
+use crate::sweep::{DEFAULT_STUCK_AFTER, StuckAfter, Sweeper};
 use crate::webhooks::Provider;
 use crate::webhooks::signature::Secrets;
 
@@ -57,6 +59,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Apply stored deliveries again, in the order they were received (e.g. after `apps add`).
     Reprocess(ReprocessArgs),
+    /// Settle or time out deployments stuck in pending or building, once, and print what changed.
+    Sweep(SweepArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +182,81 @@ pub struct ServeArgs {
     /// Requests in flight beyond this are refused with 503 instead of queued.
     #[arg(long, env = "MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY, value_parser = parse_positive)]
     pub max_concurrency: usize,
+
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// The sweeper's settings, shared by `serve` (its background task) and `sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// A pending or building deployment with no event for this long is settled from
+    /// Vercel or fails with reason timeout: 90s, 30m, 2h, 1h30m, or off.
+    #[arg(long, env = "STUCK_AFTER", default_value = DEFAULT_STUCK_AFTER)]
+    pub stuck_after: StuckAfter,
+
+    #[command(flatten)]
+    pub vercel: VercelArgs,
+}
+
+impl SweepArgs {
+    /// The sweeper these settings describe; a Vercel client only with a token.
+    pub fn sweeper(&self) -> Result<Sweeper, String> {
+        Ok(Sweeper {
+            stuck_after: self.stuck_after.clone(),
+            vercel: self.vercel.client().map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// Vercel's REST API, for looking up a stuck deployment before it times out.
+#[derive(Args)]
+pub struct VercelArgs {
+    /// Vercel API token; without it, stuck deployments time out without a look-up.
+    #[arg(long, env = "VERCEL_TOKEN", hide_env_values = true)]
+    pub vercel_token: Option<String>,
+
+    /// Vercel's API (a proxy or a test server may stand in).
+    #[arg(long, env = "VERCEL_API_URL", default_value = vercel::DEFAULT_API_URL)]
+    pub vercel_api_url: String,
+
+    /// The team the deployments belong to (sent as `teamId`).
+    #[arg(long, env = "VERCEL_TEAM_ID")]
+    pub vercel_team_id: Option<String>,
+
+    /// A look-up not answered in this many milliseconds counts as unreachable.
+    #[arg(long, env = "VERCEL_TIMEOUT_MS", default_value_t = vercel::DEFAULT_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vercel_timeout_ms: u64,
+}
+
+impl VercelArgs {
+    pub fn client(&self) -> Result<Option<VercelClient>, VercelError> {
+        let Some(token) = self
+            .vercel_token
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        VercelClient::new(VercelConfig {
+            token: token.to_owned(),
+            api_url: self.vercel_api_url.clone(),
+            team_id: self.vercel_team_id.clone(),
+            timeout: std::time::Duration::from_millis(self.vercel_timeout_ms),
+        })
+        .map(Some)
+    }
+}
+
+impl std::fmt::Debug for VercelArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VercelArgs")
+            .field("vercel_token", &self.vercel_token.as_ref().map(|_| "***"))
+            .field("vercel_api_url", &self.vercel_api_url)
+            .field("vercel_team_id", &self.vercel_team_id)
+            .field("vercel_timeout_ms", &self.vercel_timeout_ms)
+            .finish()
+    }
 }
 
 fn parse_positive(s: &str) -> Result<usize, String> {

@@ -7,10 +7,12 @@
 //! [`deployments::state`] (the pure state machine).
 
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod deployments;
 pub mod http;
 pub mod replay;
 pub mod simulate;
 pub mod store;
+pub mod sweep;
 pub mod webhooks;

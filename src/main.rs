@@ -14,6 +14,7 @@ use deploy_tracker::config::{Cli, Command, LogFormat, ServeArgs};
 use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::http::{self, AppState, Limits};
 use deploy_tracker::store;
+use deploy_tracker::sweep;
 
 #[tokio::main]
 async fn main() {
@@ -72,6 +73,7 @@ async fn run(cli: Cli) -> Result<()> {
             cli::replay::run(db, args).await
         }
         Command::Reprocess(args) => cli::reprocess::run(open(&cli.database_url).await?, args).await,
+        Command::Sweep(args) => cli::sweep::run(&open(&cli.database_url).await?, args).await,
     }
 }
 
@@ -96,6 +98,7 @@ fn redact(url: &str) -> String {
 
 async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     let (github_secrets, vercel_secrets) = args.secrets.parse().map_err(anyhow::Error::msg)?;
+    let sweeper = args.sweep.sweeper().map_err(anyhow::Error::msg)?;
     let db = open(database_url).await?;
     for (provider, secrets) in [("GitHub", &github_secrets), ("Vercel", &vercel_secrets)] {
         if secrets.is_empty() {
@@ -119,9 +122,20 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The sweeper stops when the server begins to: it writes nothing after the
+    // last request has been answered.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sweeping = tokio::spawn(sweep::run_periodically(db.clone(), sweeper, stopped));
+    let stop_on_signal = stop.clone();
+    let served = axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_on_signal.send(true);
+        })
+        .await;
+    let _ = stop.send(true);
+    let _ = sweeping.await;
+    served?;
     db.close().await?;
     tracing::info!("stopped");
     Ok(())

@@ -381,7 +381,7 @@ fn from_the_database(err: &DbErr) -> bool {
 
 /// A transaction that, on SQLite, takes the write lock at once: another process may
 /// be writing too, and a read-then-write transaction would then fail to upgrade.
-async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+pub(crate) async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..Default::default()

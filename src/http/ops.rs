@@ -65,6 +65,10 @@ fn describe() {
         "deploy_tracker_deployments",
         "Deployments currently in each status"
     );
+    metrics::describe_counter!(
+        "deploy_tracker_swept_total",
+        "Stuck deployments the sweeper looked at, by result (timeout, ready, error, canceled, still_building, moved_meanwhile)"
+    );
 }
 
 /// Liveness: the process answers (no I/O).
