@@ -368,7 +368,7 @@ async fn verdict(row: &deployments::Model, sweeper: &Sweeper, now: NaiveDateTime
         Err(VercelError::NotFound(_)) => timeout(format!("{no_event}; unknown to Vercel (404)")),
         Err(err) => {
             tracing::warn!(deployment_id = %row.id, vercel_id, %err, "Vercel look-up failed; timing out");
-            timeout(format!("{no_event}; Vercel look-up failed: {err}"))
+            timeout(format!("{no_event}; {err}"))
         }
     }
 }
