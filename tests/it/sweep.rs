@@ -87,6 +87,17 @@ async fn reread(app: &TestApp, id: Uuid) -> deployments::Model {
         .unwrap()
 }
 
+/// `deploy_tracker_swept_total{result}` as `/metrics` shows it.
+async fn swept_total(app: &TestApp, result: &str) -> f64 {
+    let (_, text) = app.get("/metrics").await;
+    let prefix = format!("deploy_tracker_swept_total{{result=\"{result}\"}} ");
+    text.as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix)?.parse::<f64>().ok())
+        .sum()
+}
+
 fn changed_ids(report: &Report) -> Vec<Uuid> {
     report.changes.iter().map(|c| c.deployment_id).collect()
 }
@@ -270,6 +281,7 @@ async fn stuck_pending_and_building_rows_time_out_and_the_rest_stay_as_they_are(
     let fresh = row(&app, app_id, Status::Building, now - minutes(29), None).await;
     let ready = row(&app, app_id, Status::Ready, now - minutes(300), None).await;
     let failed = row(&app, app_id, Status::Failed, now - minutes(300), None).await;
+    let timeouts_before = swept_total(&app, "timeout").await;
 
     let report = sweep::run_once(&app.db, &offline("30m"), now)
         .await
@@ -311,6 +323,8 @@ async fn stuck_pending_and_building_rows_time_out_and_the_rest_stay_as_they_are(
         assert_eq!(&reread(&app, untouched.id).await, untouched);
     }
     assert!(report.still_building.is_empty() && report.moved_meanwhile.is_empty());
+    // Other tests in this process sweep too: at least this test's two.
+    assert!(swept_total(&app, "timeout").await - timeouts_before >= 2.0);
 
     let again = sweep::run_once(&app.db, &offline("30m"), now)
         .await
