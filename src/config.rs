@@ -367,3 +367,37 @@ pub fn parse_time(s: &str) -> Result<chrono::NaiveDateTime, String> {
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vercel_token_is_redacted_and_the_sweeper_settings_parse() {
+        let cli = Cli::try_parse_from([
+            "deploy-tracker",
+            "sweep",
+            "--stuck-after",
+            "2h",
+            "--vercel-token",
+            "vc_very_secret",
+            "--vercel-team-id",
+            "team_1",
+        ])
+        .unwrap();
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("vc_very_secret"), "{debug}");
+        let Command::Sweep(args) = cli.command else {
+            panic!("not the sweep command")
+        };
+        assert_eq!(args.stuck_after.to_string(), "2h");
+        let sweeper = args.sweeper().unwrap();
+        assert!(sweeper.vercel.is_some());
+        assert!(!format!("{sweeper:?}").contains("vc_very_secret"));
+
+        let err = Cli::try_parse_from(["deploy-tracker", "sweep", "--stuck-after", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"soon\" is not a duration"), "{err}");
+    }
+}

@@ -211,7 +211,6 @@ impl VercelClient {
             VercelError::Config("VERCEL_TOKEN holds characters an HTTP header cannot carry".into())
         })?;
         authorization.set_sensitive(true);
-        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
@@ -264,12 +263,6 @@ impl VercelClient {
             },
         })
     }
-}
-
-/// reqwest's rustls is built without a crypto provider of its own; this one is ring,
-/// which sqlx's rustls already links. Installing it twice is harmless.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A transport error as one sentence, its causes included (the URL left out: it
