@@ -210,7 +210,9 @@ async fn deliveries_list_shows_the_ledger_without_bodies() {
             outcome: Set(outcome.into()),
             reason: Set("because".into()),
             deployment_id: Set(None),
-            ..Default::default()
+            attempts: Set(1),
+            last_received_at: Set(None),
+            source: Set("webhook".into()),
         }
         .insert(&conn)
         .await
