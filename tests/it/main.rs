@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod ops;
 mod properties;
+mod record;
 mod replay;
 mod schema;
 mod sweep;
