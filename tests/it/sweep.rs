@@ -710,26 +710,7 @@ async fn the_sweep_command_prints_each_change_and_a_summary(app: TestApp) {
     assert!(stderr.contains("\"soon\" is not a duration"), "{stderr}");
 }
 
-// db_test! by hand, to mark it ignored until plan.rs lets a real event replace a
-// timeout (the lead's part of issue 11).
-mod a_later_real_event_overrides_a_timeout {
-    use crate::helpers::{Backend, TestApp};
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs the timeout override in plan.rs"]
-    async fn sqlite() {
-        super::a_later_real_event_overrides_a_timeout(TestApp::new(Backend::Sqlite).await).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs the timeout override in plan.rs"]
-    async fn postgres() {
-        match TestApp::try_new(Backend::Postgres).await {
-            Some(app) => super::a_later_real_event_overrides_a_timeout(app).await,
-            None => eprintln!("TEST_DATABASE_URL is not set; skipped on Postgres"),
-        }
-    }
-}
+db_test!(a_later_real_event_overrides_a_timeout);
 async fn a_later_real_event_overrides_a_timeout(app: TestApp) {
     app.storefront().await;
     app.fixture("vercel/deployment.created.staging.json").await;
