@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::{
     ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_NAME, Malformed, Provider,
-    Push, Timestamp, body_digest_id, check_len, is_commit_sha, now, storable, truncate,
+    Push, Source, Timestamp, body_digest_id, check_len, is_commit_sha, now, storable, truncate,
 };
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
@@ -55,6 +55,7 @@ pub fn delivery(
         event_type: truncate(event_type, MAX_EVENT_TYPE),
         body,
         event,
+        source: Source::Webhook,
     }
 }
 

@@ -8,8 +8,8 @@ use serde::de::IgnoredAny;
 
 use super::{
     ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_NAME, MAX_URL,
-    MAX_VERCEL_ID, Malformed, Provider, Target, Timestamp, VercelDeployment, body_digest_id,
-    check_len, is_commit_sha, now, storable, truncate,
+    MAX_VERCEL_ID, Malformed, Provider, Source, Target, Timestamp, VercelDeployment,
+    body_digest_id, check_len, is_commit_sha, now, storable, truncate,
 };
 use crate::deployments::state::Status;
 
@@ -103,6 +103,7 @@ pub fn delivery(content_type: ContentType, body: Vec<u8>) -> Delivery {
         event_type: truncate(event_type, MAX_EVENT_TYPE),
         body,
         event,
+        source: Source::Webhook,
     }
 }
 
