@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 mod ops;
 mod properties;
+mod record;
 mod replay;
 mod schema;
 mod webhooks;
