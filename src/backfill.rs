@@ -31,6 +31,10 @@ use crate::webhooks::{ContentType, Provider, Source, github};
 /// How far back GitHub keeps a hook's deliveries.
 pub const RETENTION: Duration = Duration::from_secs(72 * 3600);
 
+/// Pages one run reads at most (100 deliveries each): a bound on a `next` link
+/// that never ends.
+const MAX_PAGES: usize = 1_000;
+
 /// What one run does.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -136,7 +140,7 @@ impl std::fmt::Display for Summary {
                 self.would
             )?;
         } else if self.redeliver {
-            write!(f, "{} redelivery requested", self.redelivered)?;
+            write!(f, "redelivery requested for {}", self.redelivered)?;
         } else {
             let total: usize = self.ingested.values().sum();
             write!(f, "{total} ingested")?;
@@ -211,7 +215,11 @@ pub async fn run(
             report(&Line { delivery, action });
         }
         match page.next {
-            Some(url) if !reached_since => next = Some(url),
+            Some(url) if !reached_since && summary.pages < MAX_PAGES => next = Some(url),
+            Some(_) if !reached_since => {
+                tracing::warn!(hook = %hook, "stopped after {MAX_PAGES} pages of deliveries");
+                break;
+            }
             _ => break,
         }
     }

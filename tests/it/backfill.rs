@@ -513,6 +513,13 @@ async fn a_slow_api_is_retried_with_backoff_then_given_up_with_a_sentence() {
     assert_eq!(summary.listed, 4, "the retry got the page");
     assert_eq!(clock.slept(), [Duration::from_secs(1)]);
 
+    fake.set_mode(Mode::ServerError { times: 1 });
+    let lists = fake.lists();
+    let (summary, _) = run(&app, &client, &options(false, true)).await;
+    assert_eq!(summary.listed, 4, "a 502 is retried");
+    assert_eq!(fake.lists(), lists + 2);
+    assert_eq!(clock.slept(), [Duration::from_secs(1); 2]);
+
     fake.set_mode(Mode::Slow {
         delay: Duration::from_secs(2),
         times: 10,
@@ -523,7 +530,7 @@ async fn a_slow_api_is_retried_with_backoff_then_given_up_with_a_sentence() {
         .unwrap_err();
     assert_eq!(fake.lists(), lists + 3, "three attempts");
     assert_eq!(
-        clock.slept()[1..],
+        clock.slept()[2..],
         [Duration::from_secs(1), Duration::from_secs(2)],
         "backoff doubles"
     );

@@ -98,6 +98,8 @@ pub enum Mode {
     RetryAfter { seconds: u64, times: usize },
     /// Answers that many requests only after the delay.
     Slow { delay: Duration, times: usize },
+    /// 502 to that many requests.
+    ServerError { times: usize },
 }
 
 #[derive(Debug, Default)]
@@ -201,7 +203,8 @@ async fn gate(inner: &Inner, headers: &HeaderMap, params: &Params) -> Option<Res
         match &mut *mode {
             Mode::RateLimited { times, .. }
             | Mode::RetryAfter { times, .. }
-            | Mode::Slow { times, .. } => {
+            | Mode::Slow { times, .. }
+            | Mode::ServerError { times } => {
                 *times = times.saturating_sub(1);
                 if *times == 0 {
                     *mode = Mode::Normal;
@@ -249,6 +252,9 @@ async fn gate(inner: &Inner, headers: &HeaderMap, params: &Params) -> Option<Res
             return Some(response);
         }
         Mode::Slow { delay, .. } => tokio::time::sleep(delay).await,
+        Mode::ServerError { .. } => {
+            return Some(error(StatusCode::BAD_GATEWAY, "Server Error", ""));
+        }
         Mode::Normal => {}
     }
     let hook_ok = params.get("hook").map(String::as_str) == Some(&HOOK_ID.to_string())
