@@ -31,11 +31,13 @@ TARGET=${CARGO_TARGET_DIR:-target}
 export GITHUB_WEBHOOK_SECRET=bench-github-secret VERCEL_WEBHOOK_SECRET=bench-vercel-secret
 export API_TOKEN=bench-token LOG_FORMAT=json RUST_LOG=warn
 
-# BIN=path/to/deploy-tracker measures another build (an older commit's, say) with
-# this tree's load driver.
-cargo build -q --release --bin deploy-tracker --example load
+# BIN=path/to/deploy-tracker measures another build (an older commit's, say); with
+# LOAD=path/to/load as well, nothing is built.
+if [ -z "${BIN:-}" ] || [ -z "${LOAD:-}" ]; then
+    cargo build -q --release --bin deploy-tracker --example load
+fi
 BIN=${BIN:-$TARGET/release/deploy-tracker}
-LOAD=$TARGET/release/examples/load
+LOAD=${LOAD:-$TARGET/release/examples/load}
 
 WORK=$(mktemp -d)
 PGDBS=()
