@@ -9,12 +9,12 @@ use clap::Parser;
 use sea_orm::DatabaseConnection;
 use tracing_subscriber::EnvFilter;
 
-use deploy_tracker::cli;
-use deploy_tracker::config::{Cli, Command, LogFormat, ServeArgs};
+use deploy_tracker::config::{Cli, Command, GithubCommand, LogFormat, ServeArgs};
 use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::http::{self, AppState, Limits};
 use deploy_tracker::store;
 use deploy_tracker::sweep;
+use deploy_tracker::{backfill, cli};
 
 #[tokio::main]
 async fn main() {
@@ -74,6 +74,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Reprocess(args) => cli::reprocess::run(open(&cli.database_url).await?, args).await,
         Command::Sweep(args) => cli::sweep::run(&open(&cli.database_url).await?, args).await,
+        Command::Github(GithubCommand::Backfill(args)) => {
+            cli::github::backfill(open(&cli.database_url).await?, args).await
+        }
     }
 }
 
@@ -99,6 +102,12 @@ fn redact(url: &str) -> String {
 async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     let (github_secrets, vercel_secrets) = args.secrets.parse().map_err(anyhow::Error::msg)?;
     let sweeper = args.sweep.sweeper().map_err(anyhow::Error::msg)?;
+    // Checked before the database is opened, so a bad setting fails fast.
+    let backfill_client = if args.github_backfill.is_empty() {
+        None
+    } else {
+        Some(args.github_api.client().map_err(anyhow::Error::msg)?)
+    };
     let db = open(database_url).await?;
     for (provider, secrets) in [("GitHub", &github_secrets), ("Vercel", &vercel_secrets)] {
         if secrets.is_empty() {
@@ -118,6 +127,19 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
             max_concurrency: args.max_concurrency,
         },
     };
+    let backfilling = backfill_client.map(|client| {
+        tracing::info!(
+            hooks = %args.github_backfill.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            every_s = args.github_backfill_every.as_secs(),
+            "periodic GitHub backfill on"
+        );
+        tokio::spawn(backfill::periodic(
+            state.ingest.clone(),
+            client,
+            args.github_backfill.clone(),
+            args.github_backfill_every,
+        ))
+    });
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -135,6 +157,9 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         .await;
     let _ = stop.send(true);
     let _ = sweeping.await;
+    if let Some(task) = backfilling {
+        task.abort();
+    }
     served?;
     db.close().await?;
     tracing::info!("stopped");

@@ -617,7 +617,7 @@ async fn attempt_batch(
             deployment_id,
             attempts: 1,
             last_received_at: Some(received_at),
-            source: "webhook".to_owned(),
+            source: delivery.source.as_str().to_owned(),
         });
         receipts.push(Receipt {
             id,

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     ContentType, Delivery, Event, GithubDeployment, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_LOGS_URL,
-    MAX_NAME, MAX_URL, Malformed, Provider, Push, Timestamp, body_digest_id, check_len,
+    MAX_NAME, MAX_URL, Malformed, Provider, Push, Source, Timestamp, body_digest_id, check_len,
     is_commit_sha, now, storable, truncate,
 };
 use crate::deployments::state::Status;
@@ -125,6 +125,7 @@ pub fn delivery(
         event_type: truncate(event_type, MAX_EVENT_TYPE),
         body,
         event,
+        source: Source::Webhook,
     }
 }
 

@@ -59,6 +59,26 @@ pub struct Delivery {
     pub event_type: String,
     pub body: Vec<u8>,
     pub event: Event,
+    /// How it reached us; the ledger's `source`.
+    pub source: Source,
+}
+
+/// How a delivery reached us: a signed request, or fetched from GitHub's API with a
+/// token (backfill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    #[default]
+    Webhook,
+    Backfill,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::Backfill => "backfill",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@ use serde::de::IgnoredAny;
 
 use super::{
     ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_LOGS_URL, MAX_NAME, MAX_URL,
-    MAX_VERCEL_ID, Malformed, Provider, Rollback, Target, Timestamp, VercelDeployment,
+    MAX_VERCEL_ID, Malformed, Provider, Rollback, Source, Target, Timestamp, VercelDeployment,
     body_digest_id, check_len, is_commit_sha, now, storable, truncate,
 };
 use crate::deployments::state::Status;
@@ -138,6 +138,7 @@ pub fn delivery(content_type: ContentType, body: Vec<u8>) -> Delivery {
         event_type: truncate(event_type, MAX_EVENT_TYPE),
         body,
         event,
+        source: Source::Webhook,
     }
 }
 

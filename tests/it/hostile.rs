@@ -793,6 +793,7 @@ async fn a_value_the_database_refuses_is_a_logged_500_not_a_retryable_503(app: T
         event_type: "x".repeat(150),
         body: b"{}".to_vec(),
         event: Event::Ignored("test".into()),
+        source: Default::default(),
     };
     match app.state.ingest.ingest(&delivery).await {
         Ok(_) => assert_eq!(app.backend, crate::helpers::Backend::Sqlite),
