@@ -12,5 +12,6 @@ pub mod deployments;
 pub mod http;
 pub mod replay;
 pub mod simulate;
+pub mod stats;
 pub mod store;
 pub mod webhooks;
