@@ -83,8 +83,14 @@ pub fn parse_time(name: &str, value: &str) -> Result<NaiveDateTime, String> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc).naive_utc())
         .map_err(|e| {
+            // In a query string an unescaped `+` of an offset arrives as a space.
+            let hint = if value.contains(' ') {
+                "; in a URL write + as %2B"
+            } else {
+                ""
+            };
             format!(
-                "{name} must be an RFC 3339 time such as 2026-12-01T00:00:00Z, got {value:?} ({e})"
+                "{name} must be an RFC 3339 time such as 2026-12-01T00:00:00Z, got {value:?} ({e}{hint})"
             )
         })
 }
@@ -149,7 +155,9 @@ pub async fn compute(db: &impl ConnectionTrait, window: &Window) -> Result<Stats
         failed,
         canceled: count("canceled")?,
         timed_out: count("timed_out")?,
-        deployments_per_day: ready as f64 / window.days(),
+        // ready × a day ÷ the window, in milliseconds: exact for whole days.
+        deployments_per_day: ready as f64 * 86_400_000.0
+            / (window.until - window.since).num_milliseconds().max(1) as f64,
         change_failure_rate: (ready + failed > 0).then(|| failed as f64 / (ready + failed) as f64),
         build_duration_ms: Percentiles {
             p50: value("build_p50")?,

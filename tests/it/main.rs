@@ -12,4 +12,5 @@ mod ops;
 mod properties;
 mod replay;
 mod schema;
+mod stats;
 mod webhooks;
