@@ -16,13 +16,16 @@
 //! - Lead time: ready rows of the window with both "committedAt" and "finishedAt".
 //! - Percentiles are nearest-rank: the value at rank ⌈p·n⌉ of the n sorted values.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::store::deployments::Environment;
+use crate::deployments::plan::Snapshot;
+use crate::store::deployments::{Environment, FailureReason, Status};
 
 /// Which deployments the figures are over: rows created in `[since, until)`,
 /// optionally of one app and one environment.
@@ -170,6 +173,38 @@ pub async fn compute(db: &impl ConnectionTrait, window: &Window) -> Result<Stats
             p50: value("lead_p50")?,
         },
     })
+}
+
+/// The ids of the rows a batch's snapshot holds that are already ready or failed.
+pub fn final_rows(snapshot: &Snapshot) -> HashSet<Uuid> {
+    snapshot
+        .rows()
+        .filter(|row| row.status.is_final())
+        .map(|row| row.id)
+        .collect()
+}
+
+/// Counts, once its batch has committed, each row the batch made ready or failed:
+/// `deploy_tracker_deployments_finished_total{environment, status, reason}`, the
+/// Prometheus side of these figures (rollbacks left out, as here; a failure with
+/// no reason counts as `error`).
+pub fn count_finished(snapshot: &Snapshot, final_before: &HashSet<Uuid>) {
+    for row in snapshot.touched() {
+        if !row.status.is_final() || row.is_rollback || final_before.contains(&row.id) {
+            continue;
+        }
+        let reason = match (row.status, row.failure_reason) {
+            (Status::Failed, reason) => reason.unwrap_or(FailureReason::Error).as_str(),
+            _ => "",
+        };
+        metrics::counter!(
+            "deploy_tracker_deployments_finished_total",
+            "environment" => row.environment.as_str(),
+            "status" => row.status.as_str(),
+            "reason" => reason,
+        )
+        .increment(1);
+    }
 }
 
 /// Rounded half away from zero, like the database's `round`.

@@ -555,3 +555,77 @@ async fn the_cli_prints_the_same_figures_as_json_and_as_a_table(app: TestApp) {
     assert!(!ok);
     assert!(err.contains("no app is named \"nope\""), "{err}");
 }
+
+/// The value of one sample line of the Prometheus text, 0 when absent.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+db_test!(metrics_show_deployments_in_progress_and_count_finished_ones);
+async fn metrics_show_deployments_in_progress_and_count_finished_ones(app: TestApp) {
+    app.storefront().await;
+    let scrape = || async {
+        let (status, text) = app.get("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        text.as_str().unwrap().to_owned()
+    };
+    let in_progress = |text: &str, environment: &str| {
+        sample(
+            text,
+            "deploy_tracker_deployments_in_progress",
+            &[("environment", environment)],
+        )
+    };
+    let finished = |text: &str, environment: &str, status: &str, reason: &str| {
+        sample(
+            text,
+            "deploy_tracker_deployments_finished_total",
+            &[
+                ("environment", environment),
+                ("status", status),
+                ("reason", reason),
+            ],
+        )
+    };
+
+    app.fixture("github/push.staging.json").await;
+    app.fixture("github/push.production.json").await;
+    app.fixture("vercel/deployment.created.staging.json").await;
+    let before = scrape().await;
+    // This test's database: staging building, production pending.
+    assert_eq!(in_progress(&before, "staging"), 1.0, "{before}");
+    assert_eq!(in_progress(&before, "production"), 1.0, "{before}");
+
+    app.fixture("vercel/deployment.succeeded.staging.json")
+        .await;
+    app.fixture("vercel/deployment.succeeded.staging.json")
+        .await; // a duplicate
+    app.fixture("vercel/deployment.error.production.json").await;
+    let after = scrape().await;
+    assert_eq!(in_progress(&after, "staging"), 0.0, "{after}");
+    // The counters are process-wide (other tests run beside this one): at least ours.
+    let ready =
+        finished(&after, "staging", "ready", "") - finished(&before, "staging", "ready", "");
+    assert!(ready >= 1.0, "{after}");
+    let failed = finished(&after, "production", "failed", "error")
+        - finished(&before, "production", "failed", "error");
+    assert!(failed >= 1.0, "{after}");
+    // And the rows the counters speak of: nothing left in progress.
+    let mut rows: Vec<_> = app
+        .deployments()
+        .await
+        .into_iter()
+        .map(|d| (d.environment, d.status))
+        .collect();
+    rows.sort_by_key(|(e, _)| e.as_str());
+    assert_eq!(rows, [(Prod, Failed), (Staging, Ready)]);
+    assert_eq!(in_progress(&after, "production"), 0.0, "{after}");
+}
