@@ -74,6 +74,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Reprocess(args) => cli::reprocess::run(open(&cli.database_url).await?, args).await,
         Command::Sweep(args) => cli::sweep::run(&open(&cli.database_url).await?, args).await,
+        Command::Stats(args) => cli::stats::run(&open(&cli.database_url).await?, args).await,
         Command::Github(GithubCommand::Backfill(args)) => {
             cli::github::backfill(open(&cli.database_url).await?, args).await
         }

@@ -7,4 +7,5 @@ pub mod export;
 pub mod github;
 pub mod replay;
 pub mod reprocess;
+pub mod stats;
 pub mod sweep;

@@ -15,5 +15,6 @@ mod properties;
 mod record;
 mod replay;
 mod schema;
+mod stats;
 mod sweep;
 mod webhooks;
