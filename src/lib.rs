@@ -13,4 +13,5 @@ pub mod http;
 pub mod replay;
 pub mod simulate;
 pub mod store;
+pub mod web;
 pub mod webhooks;
