@@ -4,11 +4,13 @@ mod helpers;
 mod process;
 
 mod api;
+mod browser;
 mod cli;
 mod concurrency;
 mod faults;
 mod hostile;
 mod ops;
+mod pages;
 mod properties;
 mod replay;
 mod schema;
