@@ -57,6 +57,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Apply stored deliveries again, in the order they were received (e.g. after `apps add`).
     Reprocess(ReprocessArgs),
+    /// DORA figures of a window: deploys per day, change failure rate, build time, time to restore, lead time.
+    Stats(StatsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +275,25 @@ pub struct ReprocessArgs {
     /// Only deliveries received at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, env = "REPROCESS_SINCE", value_parser = parse_time)]
     pub since: Option<chrono::NaiveDateTime>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this app, by name or id.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only staging or production.
+    #[arg(long)]
+    pub environment: Option<Environment>,
+    /// Rows created at or after this time (RFC 3339 or YYYY-MM-DD, UTC); default: 30 days before --until.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<chrono::NaiveDateTime>,
+    /// Rows created before this time; default: now.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<chrono::NaiveDateTime>,
+    /// Print the JSON of `GET /api/stats` instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A point in time as a flag gives it: RFC 3339, or a date meaning its midnight UTC.

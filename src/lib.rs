@@ -12,6 +12,7 @@ pub mod deployments;
 pub mod http;
 pub mod replay;
 pub mod simulate;
+pub mod stats;
 pub mod store;
 pub mod web;
 pub mod webhooks;

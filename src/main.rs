@@ -72,6 +72,7 @@ async fn run(cli: Cli) -> Result<()> {
             cli::replay::run(db, args).await
         }
         Command::Reprocess(args) => cli::reprocess::run(open(&cli.database_url).await?, args).await,
+        Command::Stats(args) => cli::stats::run(&open(&cli.database_url).await?, args).await,
     }
 }
 

@@ -6,3 +6,4 @@ pub mod deployments;
 pub mod export;
 pub mod replay;
 pub mod reprocess;
+pub mod stats;

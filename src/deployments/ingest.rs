@@ -540,6 +540,7 @@ async fn attempt_batch(
     // Apps first: on Postgres their locks make concurrent batches about the same
     // apps take turns, so what is read below is what the next batch will see.
     let mut snapshot = read_snapshot(&txn, batch.iter().map(|d| &d.event)).await?;
+    let final_before = crate::stats::final_rows(&snapshot);
     let mut seen = if look {
         recorded(&txn, batch).await?
     } else {
@@ -605,6 +606,7 @@ async fn attempt_batch(
         turn.take();
     }
     txn.commit().await?;
+    crate::stats::count_finished(&snapshot, &final_before);
     Ok((receipts, copies))
 }
 

@@ -226,6 +226,12 @@ impl Snapshot {
             .filter_map(|(row, touched)| touched.then_some(row))
     }
 
+    /// Every row held, touched or not (ingest notes which were final before a batch,
+    /// to count the rows the batch finishes).
+    pub fn rows(&self) -> impl Iterator<Item = &deployments::Model> {
+        self.rows.iter()
+    }
+
     /// Applies one event, as its own transaction would have; `at` is the time
     /// written to `updatedAt`.
     pub fn apply(&mut self, event: &Event, at: NaiveDateTime) -> Effect {

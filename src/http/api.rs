@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, Result};
+use crate::stats::{self, Stats, Window};
 use crate::store::apps::{self, CreateAppError, NewApp};
 use crate::store::deliveries;
 use crate::store::deployments::{self, CreateDeploymentError, Environment, NewDeployment};
@@ -75,6 +76,25 @@ pub struct DeliveryQuery {
     limit: Option<String>,
     /// The `nextCursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// The window of `GET /api/stats`. Empty values count as absent.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsQuery {
+    /// Only this app.
+    #[param(value_type = Option<Uuid>)]
+    app_id: Option<String>,
+    /// Only this environment.
+    #[param(value_type = Option<Environment>)]
+    environment: Option<String>,
+    /// Rows created at or after this time (RFC 3339); default: 30 days before `until`.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    since: Option<String>,
+    /// Rows created before this time (RFC 3339); default: now.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    until: Option<String>,
 }
 
 /// A query value through its `FromStr`; a refusal is a 400 with the parser's sentence.
@@ -362,6 +382,47 @@ pub async fn get_delivery(
         .await?
         .map(|d| Json(d.into()))
         .ok_or_else(|| ApiError::NotFound(format!("no delivery has id {id}")))
+}
+
+/// The DORA figures of the deployments created in `[since, until)`: all apps, or one
+/// app, or one environment. Rollbacks are not counted as deployments.
+#[utoipa::path(
+    get, path = "/api/stats", tag = "stats",
+    params(StatsQuery),
+    responses(
+        (status = 200, body = Stats),
+        (status = 400, description = "a malformed id, environment or time, or since not before until", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such app", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn stats(
+    State(state): State<AppState>,
+    params: std::result::Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Json<Stats>> {
+    let params = query(params)?;
+    let time = |name: &str, value: Option<String>| {
+        value
+            .filter(|v| !v.is_empty())
+            .map(|v| stats::parse_time(name, &v))
+            .transpose()
+            .map_err(ApiError::BadRequest)
+    };
+    let (since, until) = (time("since", params.since)?, time("until", params.until)?);
+    let window =
+        Window::between(since, until, crate::webhooks::now()).map_err(ApiError::BadRequest)?;
+    let environment = parse(params.environment)?;
+    let app_id = match params.app_id.filter(|v| !v.is_empty()) {
+        Some(raw) => Some(find_app(&state, &raw).await?.id),
+        None => None,
+    };
+    let window = Window {
+        app_id,
+        environment,
+        ..window
+    };
+    Ok(Json(stats::compute(state.ingest.db(), &window).await?))
 }
 
 async fn find_app(state: &AppState, app_id: &str) -> Result<apps::Model> {

@@ -90,6 +90,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(api::get_deployment))
         .routes(routes!(api::list_deliveries))
         .routes(routes!(api::get_delivery))
+        .routes(routes!(api::stats))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     // The HTML pages are not API: a plain router, under the same limits, left out of
@@ -146,6 +147,7 @@ pass `nextCursor` back as `cursor` for the next page. Errors are `{error, messag
         (name = "apps", description = "The app registry"),
         (name = "deployments", description = "Deployment history"),
         (name = "deliveries", description = "The ledger of every verified delivery"),
+        (name = "stats", description = "DORA figures computed from the history"),
         (name = "service", description = "Health and this document (no token)"),
     )
 )]

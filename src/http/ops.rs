@@ -11,11 +11,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{DbBackend, EntityTrait, QuerySelect};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 
 use super::AppState;
 use crate::deployments::state::Status;
-use crate::store::deployments;
+use crate::store::deployments::{self, Environment};
 
 /// How long `/readyz` waits for the database before calling it unavailable.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -65,6 +65,14 @@ fn describe() {
         "deploy_tracker_deployments",
         "Deployments currently in each status"
     );
+    metrics::describe_gauge!(
+        "deploy_tracker_deployments_in_progress",
+        "Deployments pending or building, by environment"
+    );
+    metrics::describe_counter!(
+        "deploy_tracker_deployments_finished_total",
+        "Deployments ingest made ready or failed, by environment, status and failure reason (rollbacks not counted)"
+    );
 }
 
 /// Liveness: the process answers (no I/O).
@@ -104,6 +112,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     record_pool(&state);
     if let Err(err) = record_status_counts(&state).await {
         tracing::warn!(error = %err, "deployment counts unavailable for /metrics");
+    }
+    if let Err(err) = record_in_progress(&state).await {
+        tracing::warn!(error = %err, "in-progress counts unavailable for /metrics");
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -147,6 +158,31 @@ async fn record_status_counts(state: &AppState) -> Result<(), sea_orm::DbErr> {
             .find(|(s, _)| *s == status)
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("deploy_tracker_deployments", "status" => status.as_str()).set(n as f64);
+    }
+    Ok(())
+}
+
+/// Pending and building rows per environment, counted at scrape time: a walk of the
+/// status index over the few unfinished rows. Kept by ingest instead, the gauge would
+/// be wrong after a restart, with several replicas, and for rows other paths finish
+/// (the API, the CLI, the sweeper).
+async fn record_in_progress(state: &AppState) -> Result<(), sea_orm::DbErr> {
+    let counts: Vec<(Environment, i64)> = deployments::Entity::find()
+        .select_only()
+        .column(deployments::Column::Environment)
+        .column_as(Expr::col(deployments::Column::Id).count(), "n")
+        .filter(deployments::Column::Status.is_in([Status::Pending, Status::Building]))
+        .group_by(deployments::Column::Environment)
+        .into_tuple()
+        .all(state.ingest.db())
+        .await?;
+    for environment in [Environment::Staging, Environment::Production] {
+        let n = counts
+            .iter()
+            .find(|(e, _)| *e == environment)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("deploy_tracker_deployments_in_progress", "environment" => environment.as_str())
+            .set(n as f64);
     }
     Ok(())
 }

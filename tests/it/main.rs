@@ -14,4 +14,5 @@ mod pages;
 mod properties;
 mod replay;
 mod schema;
+mod stats;
 mod webhooks;
