@@ -9,14 +9,14 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::view::{self, Chrome};
-use super::{PageError, PageResult, auth, charts, live};
+use super::{PageError, PageResult, auth, charts, figures, live};
 use crate::http::AppState;
 use crate::store::apps;
 use crate::store::deployments::{self, Environment, Filter, Status};
 use crate::store::page::{Cursor, Limit};
 
 /// The window of the figures and the per-day chart.
-const WINDOW_DAYS: i64 = 30;
+const WINDOW_DAYS: i64 = crate::stats::DEFAULT_DAYS;
 /// At most this many rows feed the per-day chart (a few hundred a day is plenty).
 const CHART_ROWS: u64 = 10_000;
 const BUILDS_SHOWN: usize = 50;
@@ -95,10 +95,11 @@ pub async fn show(
             }
         })
     };
-    let ((rows, has_newer, has_older), latest, points) = tokio::try_join!(
+    let ((rows, has_newer, has_older), latest, points, stats) = tokio::try_join!(
         page,
         deployments::latest_everywhere(db, Some(app.id)),
         deployments::points(db, app.id, since, CHART_ROWS),
+        figures::of_app(db, app.id, now, WINDOW_DAYS),
     )?;
     let latest_in = |env| latest.iter().find(|d| d.environment == env);
     let key_of = |d: &deployments::Model| {
@@ -154,7 +155,7 @@ pub async fn show(
         }
         section.panel #figures {
             h2 { "Last " (WINDOW_DAYS) " days" }
-            // FIGURES
+            (figures::show(&stats))
             div.charts {
                 figure {
                     figcaption { "Deployments per day" }
@@ -184,7 +185,7 @@ pub async fn show(
         }
     };
     let chrome = Chrome {
-        logout: state.api_token.is_some() && auth::signed_in(&state, &headers),
+        logout: auth::has_session(&state, &headers),
         live: Some(mark),
     };
     Ok(view::layout(&app.name, chrome, body).into_response())

@@ -43,14 +43,27 @@ fn presented_session(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// Whether the request may see the pages: always without `API_TOKEN`.
+/// Whether the request may see the pages: always without `API_TOKEN`; with it, the
+/// session cookie, or the API's `Authorization: Bearer` header (for scripts and
+/// benchmarks).
 pub fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
-    match &state.api_token {
-        None => true,
-        Some(token) => presented_session(headers).is_some_and(|presented| {
-            constant_time_eq(presented.as_bytes(), session_value(token).as_bytes())
-        }),
-    }
+    let Some(token) = &state.api_token else {
+        return true;
+    };
+    let cookie = presented_session(headers).is_some_and(|presented| {
+        constant_time_eq(presented.as_bytes(), session_value(token).as_bytes())
+    });
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()));
+    cookie || bearer
+}
+
+/// Whether the page should offer to log out: only a cookie session can.
+pub fn has_session(state: &AppState, headers: &HeaderMap) -> bool {
+    state.api_token.is_some() && presented_session(headers).is_some() && signed_in(state, headers)
 }
 
 /// The pages' guard: without a valid session a page redirects to the login form

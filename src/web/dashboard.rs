@@ -150,7 +150,7 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> PageResu
         }
     };
     let chrome = Chrome {
-        logout: state.api_token.is_some() && auth::signed_in(&state, &headers),
+        logout: auth::has_session(&state, &headers),
         live: Some(mark),
     };
     Ok(view::layout("Dashboard", chrome, body).into_response())

@@ -71,7 +71,7 @@ pub async fn show(
         }
     };
     let chrome = Chrome {
-        logout: state.api_token.is_some() && auth::signed_in(&state, &headers),
+        logout: auth::has_session(&state, &headers),
         live: None,
     };
     Ok(view::layout("Delivery", chrome, body).into_response())

@@ -8,8 +8,7 @@ use uuid::Uuid;
 use super::view;
 use crate::stats::{self, Stats, Window};
 
-/// The figures of the app's last `days` days, both environments together and each
-/// on its own.
+/// The figures of the app's last `days` days, both environments together.
 pub async fn of_app<C: ConnectionTrait>(
     db: &C,
     app_id: Uuid,

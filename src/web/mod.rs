@@ -11,7 +11,7 @@ mod auth;
 mod charts;
 mod dashboard;
 mod delivery;
-// mod figures;
+mod figures;
 mod live;
 mod view;
 

@@ -45,6 +45,16 @@ impl Page {
             .collect()
     }
 
+    /// The leading text of the figure `name` (`<dd data-figure="name">8 …`).
+    fn figure(&self, name: &str) -> String {
+        let attr = format!("data-figure=\"{name}\">");
+        let at = self.body.find(&attr).unwrap() + attr.len();
+        self.body[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect()
+    }
+
     /// The markup of the first element carrying `attr`, up to its closing `</tag>`.
     fn element(&self, attr: &str, tag: &str) -> &str {
         let start = self
@@ -314,6 +324,17 @@ async fn an_app_page_pages_through_its_history_both_ways_and_filters_it(app: Tes
             .link("newer")
             .is_none()
     );
+
+    let (_, stats) = app.get(&format!("/api/stats?appId={id}")).await;
+    let first = get(&app, &format!("/apps/{id}"), Some(&cookie)).await;
+    for figure in ["deployments", "ready", "failed"] {
+        assert_eq!(
+            first.figure(figure),
+            stats[figure].to_string(),
+            "the page's {figure} is /api/stats's"
+        );
+    }
+    assert_eq!(first.body.matches("<svg").count(), 2, "two charts");
 
     let failed = get(&app, &format!("/apps/{id}?status=failed"), Some(&cookie)).await;
     let history = failed.element("id=\"history\"", "section").to_owned();
