@@ -436,3 +436,43 @@ async fn wait_for_path_change(browser: &Browser, before: &str) {
     }
     browser.wait_for("#history", Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_page_backs_off_while_the_server_is_down_and_catches_up_after_a_restart() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (mut server, db) = server().await;
+    let http = reqwest::Client::new();
+    let sim = SimApp::numbered(3);
+    register(&http, &server, &sim).await;
+    browser.goto(&server.url("/")).await;
+    browser.sign_in(&server, "test-token").await;
+    browser
+        .wait_for("#live-state[data-state='live']", Duration::from_secs(5))
+        .await;
+    browser.run("window.__notReloaded = true").await;
+
+    let addr = server.addr.clone();
+    server.kill();
+    browser
+        .wait_for("#live-state[data-state='down']", LIVE_WITHIN)
+        .await;
+    let restarted = Server::start_at(&addr, &[("DATABASE_URL", db.url.as_str())]);
+    send_flow(&http, &restarted, &sim, &Flow::numbered(0, 1, "restart")).await;
+    // The next poll after the restart comes within the back-off reached so far (4 or 8 s).
+    let cell = format!(
+        "tr[data-app='{}'] td[data-env='staging'] [data-status='ready']",
+        sim.name
+    );
+    browser.wait_for(&cell, Duration::from_secs(12)).await;
+    browser
+        .wait_for("#live-state[data-state='live']", Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        browser.run("return window.__notReloaded === true").await,
+        true,
+        "caught up in place"
+    );
+    browser.close().await;
+}
