@@ -31,7 +31,7 @@ fn ms(value: Option<i64>) -> Markup {
 
 pub fn show(stats: &Stats) -> Markup {
     let rate = match stats.change_failure_rate {
-        Some(rate) => html! { (format!("{:.0} %", rate * 100.0)) },
+        Some(rate) => html! { (format!("{:.1} %", rate * 100.0)) },
         None => html! { span.muted { "no data" } },
     };
     html! {
@@ -49,7 +49,12 @@ pub fn show(stats: &Stats) -> Markup {
             }
             div { dt { "Deploys per day" } dd data-figure="deploymentsPerDay" { (format!("{:.2}", stats.deployments_per_day)) } }
             div { dt { "Change failure rate" } dd data-figure="changeFailureRate" { (rate) } }
-            div { dt { "Build time p50 / p90" } dd data-figure="buildDuration" { (ms(stats.build_duration_ms.p50)) " / " (ms(stats.build_duration_ms.p90)) } }
+            div { dt { "Build time p50 / p90" } dd data-figure="buildDuration" {
+                @match (stats.build_duration_ms.p50, stats.build_duration_ms.p90) {
+                    (None, None) => span.muted { "no data" },
+                    (p50, p90) => { (ms(p50)) " / " (ms(p90)) },
+                }
+            } }
             div { dt { "Time to restore (mean)" } dd data-figure="meanTimeToRestore" { (ms(stats.mean_time_to_restore_ms)) } }
             div { dt { "Lead time p50" } dd data-figure="leadTime" { (ms(stats.lead_time_ms.p50)) } }
         }
