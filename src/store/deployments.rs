@@ -366,15 +366,20 @@ pub async fn points<C: ConnectionTrait>(
     since: DateTime,
     cap: u64,
 ) -> Result<Vec<Point>, DbErr> {
+    points_query(app_id, since, cap)
+        .into_partial_model::<Point>()
+        .all(db)
+        .await
+}
+
+/// The statement behind [`points`] (before its columns are narrowed to [`Point`]'s).
+pub fn points_query(app_id: Uuid, since: DateTime, cap: u64) -> Select<Entity> {
     Entity::find()
         .filter(Column::AppId.eq(app_id))
         .filter(Column::CreatedAt.gte(since))
         .order_by_desc(Column::CreatedAt)
         .order_by_desc(Column::Id)
         .limit(cap)
-        .into_partial_model::<Point>()
-        .all(db)
-        .await
 }
 
 /// The statement behind [`latest`]; served by idx_deployments_app_env_created.
