@@ -126,48 +126,8 @@ pg_run() {
     dropdb "$db"
 }
 
-# The history: 100 other apps, HISTORY deployments spread over them (one INSERT).
-preload_postgres() {
-    psql -q -X -v ON_ERROR_STOP=1 -d "$1" <<SQL
-INSERT INTO apps (id, name, "githubRepo", "vercelProjectId", "createdAt", "updatedAt")
-SELECT gen_random_uuid(), 'hist-app-' || a, 'hist/app-' || a, 'prj_hist' || a, now(), now()
-FROM generate_series(1, 100) AS a;
-INSERT INTO deployments (id, "appId", environment, status, "deploymentUrl",
-                         "githubCommitSha", "vercelDeploymentId", "createdAt", "updatedAt")
-SELECT gen_random_uuid(), apps.id,
-       CASE WHEN i % 5 < 3 THEN 'staging' ELSE 'production' END,
-       CASE WHEN i % 33 = 0 THEN 'failed' ELSE 'ready' END,
-       'https://hist-' || i || '.vercel.app', md5(i::text) || substr(md5('x' || i), 1, 8),
-       'dpl_hist' || i, now() - i * interval '30 seconds', now() - i * interval '30 seconds'
-FROM generate_series(1, $HISTORY) AS i
-JOIN apps ON apps.name = 'hist-app-' || (1 + i % 100);
-VACUUM ANALYZE;
-SQL
-}
-
-# The same history in SQLite: UUIDs are 16-byte blobs, timestamps sqlx's text.
-preload_sqlite() {
-    sqlite3 "$1" >/dev/null <<SQL
-PRAGMA journal_mode = WAL;
-INSERT INTO apps (id, name, "githubRepo", "vercelProjectId", "stagingBranch", "productionBranch", "createdAt", "updatedAt")
-WITH RECURSIVE a(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM a WHERE n < 100)
-SELECT randomblob(16), 'hist-app-' || n, 'hist/app-' || n, 'prj_hist' || n, 'staging', 'main',
-       strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now') FROM a;
-CREATE TEMP TABLE hist_apps (k INTEGER PRIMARY KEY, id BLOB NOT NULL);
-INSERT INTO hist_apps SELECT row_number() OVER (ORDER BY name) - 1, id FROM apps WHERE name LIKE 'hist-app-%';
-INSERT INTO deployments (id, "appId", environment, status, "deploymentUrl",
-                         "githubCommitSha", "vercelDeploymentId", "createdAt", "updatedAt")
-WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $HISTORY)
-SELECT randomblob(16), (SELECT id FROM hist_apps WHERE k = i % 100),
-       CASE WHEN i % 5 < 3 THEN 'staging' ELSE 'production' END,
-       CASE WHEN i % 33 = 0 THEN 'failed' ELSE 'ready' END,
-       'https://hist-' || i || '.vercel.app', printf('%040x', i), 'dpl_hist' || i,
-       strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (i * 30) || ' seconds'),
-       strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (i * 30) || ' seconds')
-FROM s;
-ANALYZE;
-SQL
-}
+# preload_postgres and preload_sqlite: the HISTORY deployments.
+. bench/history.sh
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; $(psql -XtAq -d postgres -c 'SHOW server_version') ; sqlite $(sqlite3 --version | cut -d' ' -f1); runs=$RUNS apps=$APPS flows=$FLOWS sqlite_flows=$SQLITE_FLOWS history=$HISTORY"
 

@@ -151,7 +151,6 @@ pub async fn compute(db: &impl ConnectionTrait, window: &Window) -> Result<Stats
     };
     let value = |col: &str| row.try_get::<Option<i64>>("", col);
     let (ready, failed) = (count("ready")?, count("failed")?);
-    let restored = count("restored")?;
     Ok(Stats {
         deployments: count("deployments")?,
         ready,
@@ -166,9 +165,7 @@ pub async fn compute(db: &impl ConnectionTrait, window: &Window) -> Result<Stats
             p50: value("build_p50")?,
             p90: value("build_p90")?,
         },
-        mean_time_to_restore_ms: value("restore_sum_ms")?
-            .filter(|_| restored > 0)
-            .map(|sum| mean(sum, restored)),
+        mean_time_to_restore_ms: value("restore_mean_ms")?,
         lead_time_ms: LeadTime {
             p50: value("lead_p50")?,
         },
@@ -207,14 +204,6 @@ pub fn count_finished(snapshot: &Snapshot, final_before: &HashSet<Uuid>) {
     }
 }
 
-/// Rounded half away from zero, like the database's `round`.
-fn mean(sum: i64, n: u64) -> i64 {
-    let n = n as i128;
-    let sum = sum as i128;
-    let half = if sum >= 0 { n / 2 } else { -(n / 2) };
-    ((sum + half) / n) as i64
-}
-
 /// Milliseconds from `earlier` to `later`, as a BIGINT, on each backend.
 fn ms_between(backend: DbBackend, later: &str, earlier: &str) -> String {
     match backend {
@@ -228,12 +217,15 @@ fn ms_between(backend: DbBackend, later: &str, earlier: &str) -> String {
 }
 
 /// The one statement behind [`compute`], for the backend (also printed by the
-/// benchmark to EXPLAIN it).
+/// benchmark to EXPLAIN it). Columns: `deployments`, `ready`, `failed`, `canceled`,
+/// `timed_out`, `build_p50`, `build_p90`, `lead_p50`, `restore_mean_ms`.
 ///
-/// `w` is the window's rows, read once through ("appId", "createdAt"),
-/// ("appId", environment, "createdAt") or ("createdAt"); each failure's restoring
-/// row is one probe of idx_deployments_ready_finished. Nearest-rank percentiles are
-/// the row numbered ⌈p·n⌉ in order: `(n + 1) / 2` and `(9n + 9) / 10` in integers.
+/// The window's rows are read once, through ("appId", "createdAt"), ("appId",
+/// environment, "createdAt") or ("createdAt"); each failure's restoring row is one
+/// probe of idx_deployments_ready_finished. Postgres aggregates them in one pass
+/// (`percentile_disc` is nearest-rank). SQLite has no percentile aggregate: the rows
+/// are materialised once and each percentile is the row numbered ⌈p·n⌉ in order,
+/// `(n + 1) / 2` and `(9n + 9) / 10` in integers.
 pub fn statement(backend: DbBackend, window: &Window) -> Statement {
     let placeholder = |n: usize| match backend {
         DbBackend::Postgres => format!("${n}"),
@@ -253,64 +245,81 @@ pub fn statement(backend: DbBackend, window: &Window) -> Statement {
         values.push(environment.as_str().into());
         filter += &format!(" AND environment = {}", placeholder(values.len()));
     }
-    let lead_ms = ms_between(backend, "finished", "committed");
-    let restore_ms = ms_between(backend, "restored", "finished");
-    let sql = format!(
+    let sql = match backend {
+        DbBackend::Postgres => postgres_sql(&filter),
+        _ => sqlite_sql(&filter),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The first ready row (deploy or rollback) of `f`'s app and environment finished
+/// after `f`: what restored it.
+const RESTORED_AT: &str = r#"(SELECT min(r."finishedAt") FROM deployments AS r
+            WHERE r."appId" = f."appId" AND r.environment = f.environment AND r.status = 'ready'
+              AND r."finishedAt" > f."finishedAt")"#;
+
+/// A change failure: failed with `error`, or with no reason (rows older than it).
+const CHANGE_FAILURE: &str =
+    r#"f.status = 'failed' AND (f."failureReason" = 'error' OR f."failureReason" IS NULL)"#;
+
+fn postgres_sql(filter: &str) -> String {
+    let backend = DbBackend::Postgres;
+    let lead_ms = ms_between(backend, r#"f."finishedAt""#, r#"f."committedAt""#);
+    let restore_ms = ms_between(backend, RESTORED_AT, r#"f."finishedAt""#);
+    format!(
+        r#"SELECT count(*) AS deployments,
+       count(*) FILTER (WHERE f.status = 'ready') AS ready,
+       count(*) FILTER (WHERE {CHANGE_FAILURE}) AS failed,
+       count(*) FILTER (WHERE f.status = 'failed' AND f."failureReason" = 'canceled') AS canceled,
+       count(*) FILTER (WHERE f.status = 'failed' AND f."failureReason" = 'timeout') AS timed_out,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY f."buildDurationMs") AS build_p50,
+       percentile_disc(0.9) WITHIN GROUP (ORDER BY f."buildDurationMs") AS build_p90,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY CASE WHEN f.status = 'ready' THEN {lead_ms} END) AS lead_p50,
+       CAST(round(avg(CASE WHEN {CHANGE_FAILURE} AND f."finishedAt" IS NOT NULL
+                      THEN {restore_ms} END)) AS BIGINT) AS restore_mean_ms
+FROM deployments AS f
+WHERE {filter}"#
+    )
+}
+
+fn sqlite_sql(filter: &str) -> String {
+    let backend = DbBackend::Sqlite;
+    let lead_ms = ms_between(backend, r#"f."finishedAt""#, r#"f."committedAt""#);
+    let restore_ms = ms_between(backend, RESTORED_AT, r#"f."finishedAt""#);
+    format!(
         r#"WITH w AS MATERIALIZED (
-    SELECT "appId" AS app, environment AS env, status, "failureReason" AS reason,
-           "buildDurationMs" AS build_ms, "finishedAt" AS finished, "committedAt" AS committed
-    FROM deployments
+    SELECT f.status,
+           f."failureReason" AS reason,
+           f."buildDurationMs" AS build_ms,
+           CASE WHEN f.status = 'ready' THEN {lead_ms} END AS lead_ms,
+           CASE WHEN {CHANGE_FAILURE} AND f."finishedAt" IS NOT NULL THEN {restore_ms} END AS restore_ms
+    FROM deployments AS f
     WHERE {filter}
-),
-counts AS (
-    SELECT count(*) AS deployments,
-           count(CASE WHEN status = 'ready' THEN 1 END) AS ready,
-           count(CASE WHEN status = 'failed' AND (reason = 'error' OR reason IS NULL) THEN 1 END) AS failed,
-           count(CASE WHEN status = 'failed' AND reason = 'canceled' THEN 1 END) AS canceled,
-           count(CASE WHEN status = 'failed' AND reason = 'timeout' THEN 1 END) AS timed_out
-    FROM w
 ),
 build_times AS MATERIALIZED (
     SELECT build_ms AS v, row_number() OVER (ORDER BY build_ms) AS rn, count(*) OVER () AS n
     FROM w WHERE build_ms IS NOT NULL
 ),
 lead_times AS MATERIALIZED (
-    SELECT v, row_number() OVER (ORDER BY v) AS rn, count(*) OVER () AS n
-    FROM (SELECT {lead_ms} AS v FROM w
-          WHERE status = 'ready' AND finished IS NOT NULL AND committed IS NOT NULL) AS l
-),
-restore AS (
-    SELECT count(*) AS restored, CAST(sum({restore_ms}) AS BIGINT) AS restore_sum_ms
-    FROM (SELECT f.finished,
-                 (SELECT min(r."finishedAt") FROM deployments AS r
-                  WHERE r."appId" = f.app AND r.environment = f.env AND r.status = 'ready'
-                    AND r."finishedAt" > f.finished) AS restored
-          FROM w AS f
-          WHERE f.status = 'failed' AND (f.reason = 'error' OR f.reason IS NULL)
-            AND f.finished IS NOT NULL) AS t
-    WHERE restored IS NOT NULL
+    SELECT lead_ms AS v, row_number() OVER (ORDER BY lead_ms) AS rn, count(*) OVER () AS n
+    FROM w WHERE lead_ms IS NOT NULL
 )
-SELECT counts.*,
+SELECT count(*) AS deployments,
+       count(CASE WHEN status = 'ready' THEN 1 END) AS ready,
+       count(CASE WHEN status = 'failed' AND (reason = 'error' OR reason IS NULL) THEN 1 END) AS failed,
+       count(CASE WHEN status = 'failed' AND reason = 'canceled' THEN 1 END) AS canceled,
+       count(CASE WHEN status = 'failed' AND reason = 'timeout' THEN 1 END) AS timed_out,
        (SELECT v FROM build_times WHERE rn = (n + 1) / 2) AS build_p50,
        (SELECT v FROM build_times WHERE rn = (9 * n + 9) / 10) AS build_p90,
        (SELECT v FROM lead_times WHERE rn = (n + 1) / 2) AS lead_p50,
-       restore.restored, restore.restore_sum_ms
-FROM counts, restore"#
-    );
-    Statement::from_sql_and_values(backend, sql, values)
+       CAST(round(avg(restore_ms)) AS INTEGER) AS restore_mean_ms
+FROM w"#
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_mean_rounds_half_away_from_zero() {
-        assert_eq!(mean(3, 2), 2);
-        assert_eq!(mean(5, 2), 3);
-        assert_eq!(mean(4, 3), 1);
-        assert_eq!(mean(-3, 2), -2);
-    }
 
     #[test]
     fn an_empty_or_reversed_window_is_refused() {
