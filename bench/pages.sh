@@ -19,6 +19,10 @@ urls() {
     echo "stats-one-app /api/stats?appId=$APP_ID"
     echo "stats-one-app-production /api/stats?appId=$APP_ID&environment=production"
     echo "stats-all-apps /api/stats"
+    echo "page-dashboard /"
+    echo "page-app /apps/$APP_ID"
+    echo "page-app-failed-production /apps/$APP_ID?environment=production&status=failed"
+    echo "page-live-poll /live"
 }
 
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGPORT=${PGPORT:-5432}

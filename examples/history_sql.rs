@@ -85,9 +85,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .into_statement(DbBackend::Postgres),
         ),
+        (
+            "per-app history, the newer page before a cursor (the status page)",
+            deployments::history_before_query(
+                per_app,
+                per_app_cursor.expect("more than one page"),
+                limit,
+            )
+            .build(DbBackend::Postgres),
+        ),
+        (
+            "latest of every app and environment (the dashboard)",
+            deployments::latest_everywhere_statement(DbBackend::Postgres, None),
+        ),
+        (
+            "latest of one app in both environments (the app page)",
+            deployments::latest_everywhere_statement(DbBackend::Postgres, Some(app.id)),
+        ),
+        (
+            "one app's last 30 days for the charts (the app page)",
+            deployments::points_query(
+                app.id,
+                deploy_tracker::webhooks::now() - chrono::TimeDelta::days(30),
+                10_000,
+            )
+            .build(DbBackend::Postgres),
+        ),
     ];
     for (label, statement) in statements {
-        println!("{label}\t{statement}");
+        // One statement a line, for the reader in bench/explain.sh.
+        let sql = statement.to_string().replace('\n', " ");
+        println!("{label}\t{sql}");
     }
     Ok(())
 }

@@ -17,4 +17,5 @@ pub mod simulate;
 pub mod stats;
 pub mod store;
 pub mod sweep;
+pub mod web;
 pub mod webhooks;

@@ -72,7 +72,8 @@ impl Default for Limits {
 ///
 /// Every route is registered through `routes!`, which takes its method and path from
 /// the handler's `#[utoipa::path]`: the router and `/openapi.json` come from the same
-/// list. Do not add routes with a bare `.route(…)`; a test compares the two.
+/// list. Do not add routes with a bare `.route(…)`; a test compares the two. The one
+/// exception is the HTML pages of [`crate::web`], listed in [`crate::web::PATHS`].
 pub fn app(state: AppState) -> Router {
     // Installed before the first request so nothing counted early is lost.
     ops::prometheus();
@@ -92,19 +93,26 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(api::stats))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    // The HTML pages are not API: a plain router, under the same limits, left out of
+    // the document.
+    let pages = OpenApiRouter::from(crate::web::router(state.clone()));
     let limits = state.limits;
-    let guarded = OpenApiRouter::new().merge(webhooks).merge(api).layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                overloaded()
-            }))
-            .load_shed()
-            .concurrency_limit(limits.max_concurrency)
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                limits.request_timeout,
-            )),
-    );
+    let guarded = OpenApiRouter::new()
+        .merge(webhooks)
+        .merge(api)
+        .merge(pages)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    overloaded()
+                }))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrency)
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    limits.request_timeout,
+                )),
+        );
     // Health, metrics and the document stay outside the limits so probes still
     // answer under load.
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -219,7 +227,7 @@ async fn authorize(
 }
 
 /// Compares without an early exit, so timing does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -193,3 +193,35 @@ impl Entity {
         query
     }
 }
+
+/// How far back [`recent_mark`] counts: longer than any delivery takes from being
+/// received to being committed (the request timeout is 8 s).
+pub const COMMIT_LAG: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// What changes whenever a delivery is committed, by this process or another: the
+/// newest ledger row's key and how many rows were received within [`COMMIT_LAG`] of
+/// it, so a row that commits after a newer one still changes the mark. Two index
+/// range reads on idx_webhook_deliveries_received; `None` while the ledger is empty.
+pub async fn recent_mark<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Option<(DateTime, Uuid, u64)>, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let newest = Entity::find()
+        .select_only()
+        .column(Column::ReceivedAt)
+        .column(Column::Id)
+        .order_by_desc(Column::ReceivedAt)
+        .order_by_desc(Column::Id)
+        .limit(1)
+        .into_tuple::<(DateTime, Uuid)>()
+        .one(db)
+        .await?;
+    let Some((at, id)) = newest else {
+        return Ok(None);
+    };
+    let recent = Entity::find()
+        .filter(Column::ReceivedAt.gte(at - COMMIT_LAG))
+        .count(db)
+        .await?;
+    Ok(Some((at, id, recent)))
+}

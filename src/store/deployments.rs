@@ -1,7 +1,7 @@
 //! The seed's `deployments` table, and the history queries the API and CLI share.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{QueryOrder, QuerySelect, Select};
+use sea_orm::{DerivePartialModel, QueryOrder, QuerySelect, Select, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -254,6 +254,132 @@ pub async fn history<C: ConnectionTrait>(
         at: d.created_at,
         id: d.id,
     }))
+}
+
+/// The statement behind [`history_before`]: the page of rows just before the cursor
+/// in newest-first order, read oldest first (the reverse scan of the same indexes),
+/// one row more than the page.
+pub fn history_before_query(filter: Filter, cursor: Cursor, limit: Limit) -> Select<Entity> {
+    let mut select = Entity::find();
+    if let Some(app_id) = filter.app_id {
+        select = select.filter(Column::AppId.eq(app_id));
+    }
+    if let Some(environment) = filter.environment {
+        select = select.filter(Column::Environment.eq(environment));
+    }
+    if let Some(status) = filter.status {
+        select = select.filter(Column::Status.eq(status));
+    }
+    select
+        .filter(cursor.rows_before(Column::CreatedAt, Column::Id))
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+        .limit(limit.get() + 1)
+}
+
+/// The page before `cursor` (the first row of the page being shown), newest first,
+/// and whether still newer rows come before it.
+pub async fn history_before<C: ConnectionTrait>(
+    db: &C,
+    filter: Filter,
+    cursor: Cursor,
+    limit: Limit,
+) -> Result<(Vec<Model>, bool), DbErr> {
+    let mut rows = history_before_query(filter, cursor, limit).all(db).await?;
+    let more = rows.len() as u64 > limit.get();
+    rows.truncate(limit.get() as usize);
+    rows.reverse();
+    Ok((rows, more))
+}
+
+/// The newest deployment of every app to every environment, in one statement: per
+/// (app, environment) a `max("createdAt")` probe and an equality lookup, both on
+/// idx_deployments_app_env_created, so the cost grows with the number of apps, not
+/// with the history, and an environment an app never deployed to costs no scan.
+/// (`ORDER BY "createdAt" DESC, id DESC LIMIT 1` per pair lets SQLite pick the
+/// ("appId", "createdAt", id) index instead and read a whole app's history when the
+/// environment has no row.)
+/// With `app`, only that app's (at most two rows).
+pub fn latest_everywhere_statement(backend: sea_orm::DbBackend, app: Option<Uuid>) -> Statement {
+    let sql = r#"SELECT d.* FROM apps
+CROSS JOIN (SELECT 'staging' AS environment UNION ALL SELECT 'production') AS envs
+JOIN deployments d ON d."appId" = apps.id AND d.environment = envs.environment
+ AND d."createdAt" = (SELECT max(x."createdAt") FROM deployments x
+                      WHERE x."appId" = apps.id AND x.environment = envs.environment)"#;
+    match app {
+        None => Statement::from_string(backend, sql),
+        Some(app) => {
+            let placeholder = match backend {
+                sea_orm::DbBackend::Postgres => "$1",
+                _ => "?",
+            };
+            Statement::from_sql_and_values(
+                backend,
+                format!("{sql}\nWHERE apps.id = {placeholder}"),
+                [app.into()],
+            )
+        }
+    }
+}
+
+/// The newest deployment of every app to every environment that has one, ties on
+/// "createdAt" broken by the greater id as [`latest`] does; in no set order.
+pub async fn latest_everywhere<C: ConnectionTrait>(
+    db: &C,
+    app: Option<Uuid>,
+) -> Result<Vec<Model>, DbErr> {
+    let rows = Entity::find()
+        .from_raw_sql(latest_everywhere_statement(db.get_database_backend(), app))
+        .all(db)
+        .await?;
+    let mut newest: std::collections::HashMap<(Uuid, Environment), Model> =
+        std::collections::HashMap::new();
+    for row in rows {
+        match newest.entry((row.app_id, row.environment)) {
+            std::collections::hash_map::Entry::Occupied(mut seen) => {
+                if row.id > seen.get().id {
+                    seen.insert(row);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(row);
+            }
+        }
+    }
+    Ok(newest.into_values().collect())
+}
+
+/// What the charts of an app draw from one deployment.
+#[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "Entity")]
+pub struct Point {
+    pub created_at: DateTime,
+    pub status: Status,
+    pub build_duration_ms: Option<i64>,
+}
+
+/// An app's deployments created at or after `since`, newest first, at most `cap`
+/// of them; served by idx_deployments_app_created.
+pub async fn points<C: ConnectionTrait>(
+    db: &C,
+    app_id: Uuid,
+    since: DateTime,
+    cap: u64,
+) -> Result<Vec<Point>, DbErr> {
+    points_query(app_id, since, cap)
+        .into_partial_model::<Point>()
+        .all(db)
+        .await
+}
+
+/// The statement behind [`points`] (before its columns are narrowed to [`Point`]'s).
+pub fn points_query(app_id: Uuid, since: DateTime, cap: u64) -> Select<Entity> {
+    Entity::find()
+        .filter(Column::AppId.eq(app_id))
+        .filter(Column::CreatedAt.gte(since))
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(cap)
 }
 
 /// The statement behind [`latest`]; served by idx_deployments_app_env_created.

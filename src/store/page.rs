@@ -101,6 +101,13 @@ impl Cursor {
         Expr::tuple([Expr::col(at), Expr::col(id)])
             .lt(Expr::tuple([Expr::val(self.at), Expr::val(self.id)]))
     }
+
+    /// `(at, id) > (cursor.at, cursor.id)`: the rows before the cursor in newest-first
+    /// order, for paging back; the same index serves it scanned the other way.
+    pub(crate) fn rows_before(self, at: impl IntoColumnRef, id: impl IntoColumnRef) -> SimpleExpr {
+        Expr::tuple([Expr::col(at), Expr::col(id)])
+            .gt(Expr::tuple([Expr::val(self.at), Expr::val(self.id)]))
+    }
 }
 
 /// One page of a list, newest first. `nextCursor` is null on the last page.

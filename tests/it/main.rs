@@ -6,11 +6,13 @@ mod process;
 
 mod api;
 mod backfill;
+mod browser;
 mod cli;
 mod concurrency;
 mod faults;
 mod hostile;
 mod ops;
+mod pages;
 mod properties;
 mod record;
 mod replay;

@@ -21,8 +21,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(env: &[(&str, &str)]) -> Server {
+        Self::start_at("127.0.0.1:0", env)
+    }
+
+    /// On a given address: a restart on the port a client already knows.
+    pub fn start_at(bind: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["serve", "--bind", bind])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LOG_FORMAT", "json")
