@@ -13,3 +13,4 @@ mod properties;
 mod replay;
 mod schema;
 mod webhooks;
+mod writers;
