@@ -7,6 +7,7 @@
 #
 #   bench/run.sh                     # PGHOST=127.0.0.1 PGUSER=postgres PGPORT=5432
 #   RUNS=1 FLOWS=3000 bench/run.sh   # a quick look
+#   BIN=/tmp/old/deploy-tracker bench/run.sh   # another build, same driver
 #
 # Needs psql, createdb/dropdb, pgbench and sqlite3 on the machine running it, and a
 # Postgres role that may CHECKPOINT (a superuser, or pg_checkpoint on PostgreSQL 15+).
@@ -30,9 +31,13 @@ TARGET=${CARGO_TARGET_DIR:-target}
 export GITHUB_WEBHOOK_SECRET=bench-github-secret VERCEL_WEBHOOK_SECRET=bench-vercel-secret
 export API_TOKEN=bench-token LOG_FORMAT=json RUST_LOG=warn
 
-cargo build -q --release --bin deploy-tracker --example load
-BIN=$TARGET/release/deploy-tracker
-LOAD=$TARGET/release/examples/load
+# BIN=path/to/deploy-tracker measures another build (an older commit's, say); with
+# LOAD=path/to/load as well, nothing is built.
+if [ -z "${BIN:-}" ] || [ -z "${LOAD:-}" ]; then
+    cargo build -q --release --bin deploy-tracker --example load
+fi
+BIN=${BIN:-$TARGET/release/deploy-tracker}
+LOAD=${LOAD:-$TARGET/release/examples/load}
 
 WORK=$(mktemp -d)
 PGDBS=()

@@ -2,9 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::clients::github::{self, Hook, parse_hook_id};
+use crate::clients::{Token, parse_duration};
 use crate::deployments::ingest::Outcome;
 use crate::http::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY};
 use crate::store::DEFAULT_DATABASE_URL;
@@ -57,6 +60,80 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Apply stored deliveries again, in the order they were received (e.g. after `apps add`).
     Reprocess(ReprocessArgs),
+    /// GitHub's API: deliveries GitHub never retried.
+    #[command(subcommand)]
+    Github(GithubCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubCommand {
+    /// Ingest (or have GitHub redeliver) the hook's deliveries the ledger lacks.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["repo", "org"])))]
+pub struct BackfillArgs {
+    /// The repository whose hook it is, as owner/name.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Or the organisation whose hook it is.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+    /// The hook's id (in the hook's settings URL, .../hooks/ID).
+    #[arg(long, value_parser = parse_hook_id)]
+    pub hook_id: u64,
+    /// How far back to look (GitHub keeps deliveries for 3 days): 90s, 30m, 72h, 3d.
+    #[arg(long, default_value = "72h", value_parser = parse_duration)]
+    pub since: Duration,
+    /// Ask GitHub to send each missing delivery again instead of fetching it.
+    #[arg(long)]
+    pub redeliver: bool,
+    /// List what would be done, and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub api: GithubApiArgs,
+}
+
+impl BackfillArgs {
+    pub fn hook(&self) -> Result<Hook, String> {
+        match (&self.repo, &self.org) {
+            (Some(repo), None) => {
+                let (owner, name) = repo
+                    .split_once('/')
+                    .ok_or_else(|| format!("--repo {repo:?} must be owner/name"))?;
+                Hook::repository(owner, name, self.hook_id)
+            }
+            (None, Some(org)) => Hook::organization(org, self.hook_id),
+            _ => Err("give either --repo OWNER/NAME or --org ORG".into()),
+        }
+    }
+}
+
+/// How to reach GitHub's API.
+#[derive(Debug, Args)]
+pub struct GithubApiArgs {
+    /// A GitHub token that may read the hook's deliveries (see the README for scopes).
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<Token>,
+    /// The API's root: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
+    #[arg(long, env = "GITHUB_API_URL", default_value = github::DEFAULT_API_URL)]
+    pub github_api_url: String,
+    /// Longest one API answer may take (it is then retried, twice).
+    #[arg(long, env = "GITHUB_API_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub github_api_timeout: Duration,
+}
+
+impl GithubApiArgs {
+    pub fn client(&self) -> Result<github::Client, String> {
+        let token = self.github_token.clone().ok_or(
+            "GITHUB_TOKEN is not set: create a token that may read the hook's deliveries (see the README) and set it",
+        )?;
+        let mut settings = github::Settings::new(&self.github_api_url, token);
+        settings.timeout = self.github_api_timeout;
+        github::Client::new(settings)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +255,18 @@ pub struct ServeArgs {
     /// Requests in flight beyond this are refused with 503 instead of queued.
     #[arg(long, env = "MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY, value_parser = parse_positive)]
     pub max_concurrency: usize,
+
+    /// Hooks to backfill periodically, comma-separated: owner/repo:HOOK_ID for a
+    /// repository's hook, org:ORG:HOOK_ID for an organisation's (needs GITHUB_TOKEN).
+    #[arg(long, env = "GITHUB_BACKFILL", value_delimiter = ',', value_parser = clap::value_parser!(Hook))]
+    pub github_backfill: Vec<Hook>,
+
+    /// How often to backfill those hooks: 90s, 10m, 1h.
+    #[arg(long, env = "GITHUB_BACKFILL_EVERY", default_value = "10m", value_parser = parse_duration)]
+    pub github_backfill_every: Duration,
+
+    #[command(flatten)]
+    pub github_api: GithubApiArgs,
 
     /// Write transactions ingest runs at once on Postgres, each batching the deliveries
     /// of its share of the apps (default: two per core, at most a quarter of the

@@ -6,7 +6,9 @@
 //! payload → [`webhooks::Event`]), [`deployments::ingest`] (one transaction), and
 //! [`deployments::state`] (the pure state machine).
 
+pub mod backfill;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod deployments;
 pub mod http;

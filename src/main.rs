@@ -9,11 +9,11 @@ use clap::Parser;
 use sea_orm::DatabaseConnection;
 use tracing_subscriber::EnvFilter;
 
-use deploy_tracker::cli;
-use deploy_tracker::config::{Cli, Command, LogFormat, ServeArgs};
+use deploy_tracker::config::{Cli, Command, GithubCommand, LogFormat, ServeArgs};
 use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::http::{self, AppState, Limits};
 use deploy_tracker::store;
+use deploy_tracker::{backfill, cli};
 
 #[tokio::main]
 async fn main() {
@@ -72,6 +72,9 @@ async fn run(cli: Cli) -> Result<()> {
             cli::replay::run(db, args).await
         }
         Command::Reprocess(args) => cli::reprocess::run(open(&cli.database_url).await?, args).await,
+        Command::Github(GithubCommand::Backfill(args)) => {
+            cli::github::backfill(open(&cli.database_url).await?, args).await
+        }
     }
 }
 
@@ -96,6 +99,12 @@ fn redact(url: &str) -> String {
 
 async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     let (github_secrets, vercel_secrets) = args.secrets.parse().map_err(anyhow::Error::msg)?;
+    // Checked before the database is opened, so a bad setting fails fast.
+    let backfill_client = if args.github_backfill.is_empty() {
+        None
+    } else {
+        Some(args.github_api.client().map_err(anyhow::Error::msg)?)
+    };
     let db = open(database_url).await?;
     for (provider, secrets) in [("GitHub", &github_secrets), ("Vercel", &vercel_secrets)] {
         if secrets.is_empty() {
@@ -115,6 +124,19 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
             max_concurrency: args.max_concurrency,
         },
     };
+    let backfilling = backfill_client.map(|client| {
+        tracing::info!(
+            hooks = %args.github_backfill.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            every_s = args.github_backfill_every.as_secs(),
+            "periodic GitHub backfill on"
+        );
+        tokio::spawn(backfill::periodic(
+            state.ingest.clone(),
+            client,
+            args.github_backfill.clone(),
+            args.github_backfill_every,
+        ))
+    });
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -122,6 +144,9 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(task) = backfilling {
+        task.abort();
+    }
     db.close().await?;
     tracing::info!("stopped");
     Ok(())

@@ -1,6 +1,8 @@
 //! Synthetic deployment flows with realistic payloads, for the integration tests and
 //! the load driver: a GitHub push, Vercel `deployment.created`, then
-//! `deployment.succeeded` or `deployment.error`, with what the row must end as.
+//! `deployment.succeeded` or `deployment.error`, with what the row must end as; the
+//! GitHub deployment statuses Vercel's GitHub app posts for the same deploy; and
+//! promotions and rollbacks.
 
 use serde_json::json;
 
@@ -179,5 +181,97 @@ impl Flow {
                 90_000,
             ),
         ]
+    }
+}
+
+impl Flow {
+    /// The GitHub deployment id Vercel's GitHub app would give this flow.
+    pub fn github_deployment_id(&self) -> i64 {
+        6_900_000_000 + self.started_ms % 1_000_000_000
+    }
+
+    /// The `deployment_status` deliveries Vercel's GitHub app posts for this flow:
+    /// `in_progress`, then `success` or `failure`, with its quirks (`Production – `
+    /// + project name, `environment_url: ""` on production).
+    pub fn github_statuses(&self, app: &SimApp) -> [SimDelivery; 2] {
+        let environment = if self.production {
+            format!("Production \u{2013} {}", app.name)
+        } else {
+            format!("Staging \u{2013} {}", app.name)
+        };
+        let status = |state: &'static str, offset_ms: i64| {
+            let at = chrono::DateTime::from_timestamp_millis(self.started_ms + offset_ms)
+                .expect("a valid time")
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let url = format!("https://{}", self.url);
+            let body = json!({
+                "action": "created",
+                "deployment_status": {
+                    "id": self.github_deployment_id() * 10 + offset_ms % 7,
+                    "state": state,
+                    "environment": environment,
+                    "environment_url": if self.production { String::new() } else { url.clone() },
+                    "target_url": url,
+                    "log_url": format!("https://vercel.com/sim/{}", self.deployment_id),
+                    "description": if state == "failure" { "Deployment has failed" } else { "" },
+                    "creator": { "login": "vercel[bot]", "type": "Bot" },
+                    "created_at": at,
+                    "updated_at": at,
+                },
+                "deployment": {
+                    "id": self.github_deployment_id(),
+                    "sha": self.sha,
+                    "ref": self.sha,
+                    "task": "deploy",
+                    "environment": environment,
+                    "production_environment": false,
+                    "transient_environment": false,
+                    "creator": { "login": "vercel[bot]", "type": "Bot" },
+                    "created_at": at,
+                },
+                "repository": { "full_name": app.github_repo },
+                "sender": { "login": "vercel[bot]" },
+            });
+            SimDelivery {
+                provider: Provider::Github,
+                delivery_id: format!("ghs-{}-{state}", self.deployment_id),
+                event: "deployment_status",
+                body: serde_json::to_vec(&body).expect("JSON serialises"),
+            }
+        };
+        [
+            status("in_progress", 25_000),
+            status(if self.fails { "failure" } else { "success" }, 95_000),
+        ]
+    }
+
+    /// Vercel `deployment.rollback` (or, with `promoted`, `deployment.promoted`) of
+    /// production back to this flow's deployment at `at_ms`.
+    pub fn serve_again(&self, app: &SimApp, at_ms: i64, promoted: bool) -> SimDelivery {
+        let kind = if promoted {
+            "deployment.promoted"
+        } else {
+            "deployment.rollback"
+        };
+        let payload = if promoted {
+            json!({
+                "project": { "id": app.vercel_project_id },
+                "deployment": { "id": self.deployment_id, "url": self.url, "meta": {} },
+                "target": "production",
+            })
+        } else {
+            json!({
+                "project": { "id": app.vercel_project_id },
+                "toDeploymentId": self.deployment_id,
+            })
+        };
+        let id = format!("evt_{}_{kind}_{at_ms}", self.deployment_id);
+        let body = json!({ "id": id, "type": kind, "createdAt": at_ms, "payload": payload });
+        SimDelivery {
+            provider: Provider::Vercel,
+            delivery_id: id,
+            event: kind,
+            body: serde_json::to_vec(&body).expect("JSON serialises"),
+        }
     }
 }

@@ -4,5 +4,6 @@ pub mod apps;
 pub mod deliveries;
 pub mod deployments;
 pub mod export;
+pub mod github;
 pub mod replay;
 pub mod reprocess;

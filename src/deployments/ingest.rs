@@ -28,11 +28,12 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use chrono::NaiveDateTime;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectionTrait,
     DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions,
+    QueryOrder, QuerySelect, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions,
     TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
@@ -42,6 +43,7 @@ use uuid::Uuid;
 
 pub use super::plan::Outcome;
 use super::plan::{AppKeys, Effect, Snapshot};
+use crate::store::deployments::{Environment, Status};
 use crate::store::{ACQUIRE_TIMEOUT, apps, deliveries, deployments};
 use crate::webhooks::{Delivery, Event, Provider, now};
 
@@ -275,6 +277,7 @@ impl Ingest {
         let mut snapshot = read_snapshot(&txn, [&delivery.event]).await?;
         let mut effect = snapshot.apply(&delivery.event, now());
         write_rows(&txn, &snapshot).await?;
+        link_previous(&txn, &snapshot).await?;
         effect.reason = ledger_reason(&effect.reason);
         let keep =
             stored.outcome == Outcome::Applied.as_str() && effect.outcome != Outcome::Applied;
@@ -539,13 +542,34 @@ async fn recorded<C: ConnectionTrait>(
     Ok(found)
 }
 
-/// The answer to a delivery id already in the ledger.
+/// The answer to a delivery id already in the ledger, once this copy is counted.
 async fn duplicate_of<C: ConnectionTrait>(db: &C, delivery: &Delivery) -> Result<Receipt, DbErr> {
-    recorded(db, &[delivery])
+    let receipt = recorded(db, &[delivery])
         .await?
         .get(&ledger_key(delivery))
         .map(Recorded::answer_copy)
-        .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))
+        .ok_or_else(|| DbErr::RecordNotFound("the conflicting delivery".into()))?;
+    count_copies(db, receipt.id, 1, now()).await?;
+    Ok(receipt)
+}
+
+/// Adds `copies` received copies to a ledger row's "attempts".
+async fn count_copies<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    copies: i32,
+    received_at: NaiveDateTime,
+) -> Result<(), DbErr> {
+    deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::Attempts,
+            Expr::col(deliveries::Column::Attempts).add(copies),
+        )
+        .col_expr(deliveries::Column::LastReceivedAt, Expr::val(received_at))
+        .filter(deliveries::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Records each delivery and applies its event, all in one transaction, as if one
@@ -603,13 +627,22 @@ async fn attempt_batch(
     let copies = !seen.is_empty();
     let received_at = now();
     let mut receipts = Vec::with_capacity(batch.len());
-    let mut ledger = Vec::with_capacity(batch.len());
+    let mut ledger: Vec<deliveries::Model> = Vec::with_capacity(batch.len());
+    // Copies count in their ledger row: rows of this batch by position, rows
+    // recorded before by id.
+    let mut in_batch: HashMap<LedgerKey, usize> = HashMap::new();
+    let mut resent: HashMap<Uuid, i32> = HashMap::new();
     for delivery in batch {
         let key = ledger_key(delivery);
         if let Some(earlier) = seen.get(&key) {
             receipts.push(earlier.answer_copy());
+            match in_batch.get(&key) {
+                Some(&i) => ledger[i].attempts += 1,
+                None => *resent.entry(earlier.id).or_default() += 1,
+            }
             continue;
         }
+        in_batch.insert(key.clone(), ledger.len());
         let Effect {
             outcome,
             reason,
@@ -639,7 +672,7 @@ async fn attempt_batch(
             deployment_id,
             attempts: 1,
             last_received_at: Some(received_at),
-            source: "webhook".to_owned(),
+            source: delivery.source.as_str().to_owned(),
         });
         receipts.push(Receipt {
             id,
@@ -652,6 +685,9 @@ async fn attempt_batch(
     if !write(&txn, &snapshot, ledger).await? {
         txn.rollback().await?;
         return Err(Abort::Raced);
+    }
+    for (id, copies) in resent {
+        count_copies(&txn, id, copies, received_at).await?;
     }
     if txn.get_database_backend() == DbBackend::Postgres {
         // The next batch may begin while this one commits: it waits for these apps'
@@ -700,52 +736,169 @@ async fn read_snapshot<'e>(
         apps::Entity::find().filter(named).all(txn).await?
     };
     let mut snapshot = Snapshot::new(apps);
-    let keys = snapshot.row_keys(events);
+    let keys = snapshot.row_keys(events.clone());
     if keys.is_empty() {
         return Ok(snapshot);
     }
     let rows = if postgres {
+        // Arms whose arrays are empty cost an index probe each.
         let sql = r#"SELECT * FROM deployments WHERE "vercelDeploymentId" = ANY($1)
+            UNION
+            SELECT * FROM deployments WHERE "rollbackTo" = ANY($1)
+            UNION
+            SELECT * FROM deployments WHERE "githubDeploymentId" = ANY($5)
             UNION
             SELECT d.* FROM unnest($2::uuid[], $3::text[], $4::text[]) AS k(app, env, sha)
             JOIN deployments d
-              ON d."appId" = k.app AND d.environment = k.env AND d."githubCommitSha" = k.sha"#;
+              ON d."appId" = k.app AND d.environment = k.env AND d."githubCommitSha" = k.sha
+            UNION
+            SELECT s.* FROM unnest($6::uuid[], $7::timestamp[]) AS p(app, at)
+            CROSS JOIN LATERAL (
+                SELECT * FROM deployments d
+                WHERE d."appId" = p.app AND d.environment = 'production' AND d.status = 'ready'
+                  AND d."createdAt" < p.at
+                ORDER BY d."createdAt" DESC, d.id DESC LIMIT 1) s"#;
         let (apps, environments, shas): (Vec<Uuid>, Vec<String>, Vec<String>) = keys
             .commits
             .iter()
             .map(|(app, env, sha)| (*app, env.as_str().to_owned(), sha.clone()))
             .collect();
+        let (serving_apps, serving_at): (Vec<Uuid>, Vec<NaiveDateTime>) =
+            keys.serving.iter().copied().unzip();
         let values = [
             strings(&keys.vercel_ids),
             apps.into(),
             environments.into(),
             shas.into(),
+            keys.github_ids.iter().copied().collect::<Vec<i64>>().into(),
+            serving_apps.into(),
+            serving_at.into(),
         ];
         deployments::Entity::find()
             .from_raw_sql(postgres_statement(sql, values))
             .all(txn)
             .await?
     } else {
-        let mut candidates =
-            Condition::any().add_option((!keys.vercel_ids.is_empty()).then(|| {
-                deployments::Column::VercelDeploymentId
-                    .is_in(keys.vercel_ids.iter().map(String::as_str))
-            }));
+        use deployments::Column;
+        let vercel_ids = || keys.vercel_ids.iter().map(String::as_str);
+        let mut candidates = Condition::any()
+            .add_option(
+                (!keys.vercel_ids.is_empty())
+                    .then(|| Column::VercelDeploymentId.is_in(vercel_ids())),
+            )
+            .add_option(
+                (!keys.vercel_ids.is_empty()).then(|| Column::RollbackTo.is_in(vercel_ids())),
+            )
+            .add_option(
+                (!keys.github_ids.is_empty())
+                    .then(|| Column::GithubDeploymentId.is_in(keys.github_ids.iter().copied())),
+            );
         for (app_id, environment, sha) in &keys.commits {
             candidates = candidates.add(
                 Condition::all()
-                    .add(deployments::Column::AppId.eq(*app_id))
-                    .add(deployments::Column::Environment.eq(*environment))
-                    .add(deployments::Column::GithubCommitSha.eq(sha.as_str())),
+                    .add(Column::AppId.eq(*app_id))
+                    .add(Column::Environment.eq(*environment))
+                    .add(Column::GithubCommitSha.eq(sha.as_str())),
             );
         }
-        deployments::Entity::find()
-            .filter(candidates)
-            .all(txn)
-            .await?
+        let mut rows = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            deployments::Entity::find()
+                .filter(candidates)
+                .all(txn)
+                .await?
+        };
+        // Promotions are rare: a lookup each.
+        for (app_id, at) in &keys.serving {
+            rows.extend(
+                deployments::Entity::find()
+                    .filter(Column::AppId.eq(*app_id))
+                    .filter(Column::Environment.eq(Environment::Production))
+                    .filter(Column::Status.eq(Status::Ready))
+                    .filter(Column::CreatedAt.lt(*at))
+                    .order_by_desc(Column::CreatedAt)
+                    .order_by_desc(Column::Id)
+                    .one(txn)
+                    .await?,
+            );
+        }
+        rows
     };
     snapshot.add_rows(rows);
+    let github = events
+        .clone()
+        .into_iter()
+        .any(|event| matches!(event, Event::GithubDeployment(_)));
+    if github {
+        let targets = snapshot.unread_rollback_targets(&keys);
+        if !targets.is_empty() {
+            let rollbacks = deployments::Entity::find()
+                .filter(one_of(
+                    txn.get_database_backend(),
+                    Expr::col(deployments::Column::RollbackTo),
+                    targets.into_iter().collect(),
+                ))
+                .all(txn)
+                .await?;
+            snapshot.add_rows(rollbacks);
+        }
+    }
     Ok(snapshot)
+}
+
+/// Works out "previousDeploymentId" again for the ready rows a run changed, and for
+/// the ready rows after them: each points at the ready row of its app and
+/// environment just before it in ("createdAt", id) order. Derived from the table as
+/// it stands, it is the same whatever order the rows arrived in.
+async fn link_previous(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<(), DbErr> {
+    let changes = snapshot.ready_changes();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    const PREVIOUS: &str = r#"(SELECT p.id FROM deployments p
+        WHERE p."appId" = d."appId" AND p.environment = d.environment AND p.status = 'ready'
+          AND (p."createdAt" < d."createdAt" OR (p."createdAt" = d."createdAt" AND p.id < d.id))
+        ORDER BY p."createdAt" DESC, p.id DESC LIMIT 1)"#;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let sql = format!(
+            r#"WITH c AS (
+                SELECT d.id, {PREVIOUS} AS prev
+                FROM unnest($1::uuid[], $2::text[], $3::timestamp[]) AS k(app, env, since)
+                JOIN deployments d ON d."appId" = k.app AND d.environment = k.env
+                 AND d."createdAt" >= k.since AND d.status = 'ready')
+            UPDATE deployments SET "previousDeploymentId" = c.prev FROM c
+            WHERE deployments.id = c.id
+              AND deployments."previousDeploymentId" IS DISTINCT FROM c.prev"#
+        );
+        let mut apps = Vec::new();
+        let mut environments = Vec::new();
+        let mut since = Vec::new();
+        for (app, env, at) in changes {
+            apps.push(app);
+            environments.push(env.as_str().to_owned());
+            since.push(at);
+        }
+        txn.execute_raw(postgres_statement(
+            &sql,
+            [apps.into(), environments.into(), since.into()],
+        ))
+        .await?;
+    } else {
+        let sql = format!(
+            r#"UPDATE deployments AS d SET "previousDeploymentId" = {PREVIOUS}
+            WHERE d."appId" = ? AND d.environment = ? AND d.status = 'ready' AND d."createdAt" >= ?"#
+        );
+        for (app, env, at) in changes {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                &sql,
+                [app.into(), env.as_str().into(), at.into()],
+            ))
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// `expr IN (values)`; on Postgres `expr = ANY($1)`, one array parameter, so that
@@ -782,6 +935,7 @@ async fn write(
     ledger.sort_by(|a, b| (&a.provider, &a.delivery_id).cmp(&(&b.provider, &b.delivery_id)));
     if txn.get_database_backend() != DbBackend::Postgres {
         write_rows(txn, snapshot).await?;
+        link_previous(txn, snapshot).await?;
         return insert_ledger(txn, ledger).await;
     }
     // On Postgres, both in one statement of one text whatever the batch's size: the
@@ -838,7 +992,11 @@ ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
         .execute_raw(postgres_statement(SQL, values))
         .await?
         .rows_affected();
-    Ok(inserted == expected)
+    if inserted != expected {
+        return Ok(false);
+    }
+    link_previous(txn, snapshot).await?;
+    Ok(true)
 }
 
 /// Writes the rows a snapshot created or changed, in one statement.

@@ -12,10 +12,10 @@ use std::collections::BTreeSet;
 use chrono::NaiveDateTime;
 use uuid::Uuid;
 
-use super::state::{Status, Transition, transition};
-use crate::store::deployments::Environment;
+use super::state::{Status, Transition, transition_of};
+use crate::store::deployments::{Environment, FailureReason};
 use crate::store::{apps, deployments};
-use crate::webhooks::{Event, Push, Target, VercelDeployment};
+use crate::webhooks::{Event, GithubDeployment, Push, Rollback, Target, VercelDeployment};
 
 /// What a delivery did, as the ledger's `outcome` column records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -119,6 +119,12 @@ impl AppKeys {
                     keys.repositories
                         .extend(vercel.repository.as_deref().map(str::to_lowercase));
                 }
+                Event::GithubDeployment(github) => {
+                    keys.repositories.insert(github.repository.to_lowercase());
+                }
+                Event::Rollback(rollback) => {
+                    keys.projects.insert(rollback.project_id.clone());
+                }
                 Event::Ignored(_) | Event::Malformed(_) => {}
             }
         }
@@ -130,17 +136,24 @@ impl AppKeys {
     }
 }
 
-/// The deployment rows a run of events could look up: by Vercel deployment id, and
-/// by (app, environment, commit).
+/// The deployment rows a run of events could look up: by Vercel deployment id (and
+/// the rollback rows that went back to one), by GitHub deployment id, by (app,
+/// environment, commit), and the production row serving an app before a promotion.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RowKeys {
     pub vercel_ids: BTreeSet<String>,
+    pub github_ids: BTreeSet<i64>,
     pub commits: Vec<(Uuid, Environment, String)>,
+    /// (app, time): the newest ready production row created before that time.
+    pub serving: Vec<(Uuid, NaiveDateTime)>,
 }
 
 impl RowKeys {
     pub fn is_empty(&self) -> bool {
-        self.vercel_ids.is_empty() && self.commits.is_empty()
+        self.vercel_ids.is_empty()
+            && self.github_ids.is_empty()
+            && self.commits.is_empty()
+            && self.serving.is_empty()
     }
 
     fn commit(&mut self, app_id: Uuid, environment: Environment, sha: &str) {
@@ -202,6 +215,22 @@ impl Snapshot {
                         keys.commit(app.id, environment, sha);
                     }
                 }
+                Event::GithubDeployment(github) => {
+                    keys.github_ids.insert(github.deployment_id);
+                    if let Ok((app, environment)) = self.github_target(github) {
+                        keys.commit(app.id, environment, &github.commit_sha);
+                    }
+                }
+                Event::Rollback(rollback) => {
+                    keys.vercel_ids.insert(rollback.to.clone());
+                    if rollback.promoted
+                        && let Some(app) = self.apps.iter().find(|app| {
+                            app.vercel_project_id.as_deref() == Some(rollback.project_id.as_str())
+                        })
+                    {
+                        keys.serving.push((app.id, rollback.occurred_at));
+                    }
+                }
                 Event::Ignored(_) | Event::Malformed(_) => {}
             }
         }
@@ -216,6 +245,16 @@ impl Snapshot {
                 self.touched.push(false);
             }
         }
+    }
+
+    /// Vercel ids of held rows whose rollback rows were not looked up: a GitHub
+    /// status can change a row its Vercel events name, and rollback rows copy it.
+    pub fn unread_rollback_targets(&self, keys: &RowKeys) -> BTreeSet<String> {
+        self.rows
+            .iter()
+            .filter_map(|row| row.vercel_deployment_id.clone())
+            .filter(|id| !keys.vercel_ids.contains(id))
+            .collect()
     }
 
     /// The rows created or changed so far, in their final state.
@@ -234,6 +273,8 @@ impl Snapshot {
             Event::Malformed(m) => Effect::new(Outcome::Malformed, m.reason.clone()),
             Event::Push(push) => self.apply_push(push, at),
             Event::Vercel(vercel) => self.apply_vercel(vercel, at),
+            Event::GithubDeployment(github) => self.apply_github(github, at),
+            Event::Rollback(rollback) => self.apply_rollback(rollback, at),
         }
     }
 
@@ -339,11 +380,57 @@ impl Snapshot {
         Ok((app, environment))
     }
 
-    /// The earliest row of a commit in an app's environment, linked or not.
+    /// The app and environment a GitHub deployment is about: the app by repository,
+    /// and among several apps of one repository (a monorepo) the one the environment
+    /// name's suffix names (`Production – web`).
+    fn github_target(
+        &self,
+        event: &GithubDeployment,
+    ) -> Result<(&apps::Model, Environment), Effect> {
+        let apps: Vec<_> = self.apps_for_repository(&event.repository).collect();
+        let app = match apps[..] {
+            [] => {
+                return Err(Effect::new(
+                    Outcome::Unmatched,
+                    format!("no app is registered for repository {}", event.repository),
+                ));
+            }
+            [app] => app,
+            _ => {
+                let named: Vec<_> = apps
+                    .iter()
+                    .filter(|app| {
+                        event
+                            .environment_suffix
+                            .as_deref()
+                            .is_some_and(|suffix| app.name.eq_ignore_ascii_case(suffix))
+                    })
+                    .collect();
+                match named[..] {
+                    [app] => app,
+                    _ => {
+                        return Err(Effect::new(
+                            Outcome::Unmatched,
+                            format!(
+                                "{} apps share repository {} and the environment names none of them",
+                                apps.len(),
+                                event.repository
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        Ok((app, event.environment))
+    }
+
+    /// The earliest deployment row of a commit in an app's environment, linked or not
+    /// (rollback rows repeat a commit; they are not its deployment).
     fn commit_row(&self, app_id: Uuid, environment: Environment, sha: &str) -> Option<usize> {
         self.position_min(|row| {
             row.app_id == app_id
                 && row.environment == environment
+                && !row.is_rollback
                 && row.github_commit_sha.as_deref() == Some(sha)
         })
     }
@@ -358,11 +445,10 @@ impl Snapshot {
             .map(|(i, _)| i)
     }
 
-    fn create(&mut self, row: deployments::Model) -> Uuid {
-        let id = row.id;
+    fn create(&mut self, row: deployments::Model) -> usize {
         self.rows.push(row);
         self.touched.push(true);
-        id
+        self.rows.len() - 1
     }
 
     fn apply_push(&mut self, push: &Push, at: NaiveDateTime) -> Effect {
@@ -377,16 +463,8 @@ impl Snapshot {
         let mut created = 0;
         let mut changed = 0;
         for (app_id, environment) in targets {
-            let id = match self.commit_row(app_id, environment, &push.commit_sha) {
-                Some(i) => {
-                    if self.rows[i].created_at > push.pushed_at {
-                        self.rows[i].created_at = push.pushed_at;
-                        self.rows[i].updated_at = at;
-                        self.touched[i] = true;
-                        changed += 1;
-                    }
-                    self.rows[i].id
-                }
+            let i = match self.commit_row(app_id, environment, &push.commit_sha) {
+                Some(i) => i,
                 None => {
                     created += 1;
                     self.create(deployments::Model {
@@ -401,7 +479,23 @@ impl Snapshot {
                     })
                 }
             };
-            first.get_or_insert((app_id, id));
+            let row = &mut self.rows[i];
+            let before = row.clone();
+            row.created_at = row.created_at.min(push.pushed_at);
+            // Who pushed wins over what the providers say (see Source).
+            if push.pushed_by.is_some() {
+                row.triggered_by = push.pushed_by.clone();
+            }
+            row.committed_at = Some(
+                row.committed_at
+                    .map_or(push.committed_at, |t| t.min(push.committed_at)),
+            );
+            if *row != before {
+                row.updated_at = at;
+                self.touched[i] = true;
+                changed += 1;
+            }
+            first.get_or_insert((app_id, self.rows[i].id));
         }
         let (app_id, id) = first.expect("push_targets returns at least one target");
         let effect = match (created, changed) {
@@ -418,8 +512,8 @@ impl Snapshot {
             Ok((app, environment)) => (app.id, environment),
             Err(effect) => return effect,
         };
-
-        // The row with this Vercel id, else the earliest unlinked row of the commit.
+        // The row with this Vercel id, else the earliest row of the commit not yet
+        // linked to a Vercel deployment.
         let found = self
             .position_min(|row| row.vercel_deployment_id.as_deref() == Some(&event.deployment_id))
             .or_else(|| {
@@ -427,88 +521,428 @@ impl Snapshot {
                 self.position_min(|row| {
                     row.app_id == app_id
                         && row.environment == environment
+                        && !row.is_rollback
                         && row.github_commit_sha.as_deref() == Some(sha)
                         && row.vercel_deployment_id.is_none()
                 })
             });
-        let Some(i) = found else {
-            let id = self.create(deployments::Model {
-                deployment_url: event.url.clone().filter(|_| event.status == Status::Ready),
-                github_commit_sha: event.commit_sha.clone(),
-                vercel_deployment_id: Some(event.deployment_id.clone()),
-                error_message: event.failure.map(str::to_owned),
-                ..deployments::Model::new(app_id, environment, event.status, event.occurred_at, at)
-            });
-            return Effect::new(
-                Outcome::Applied,
-                format!("deployment created as {}", event.status),
-            )
-            .on(app_id, id);
+        let report = Report {
+            source: Source::Vercel,
+            status: event.status,
+            failure: event.failure,
+            message: event.error_message.clone(),
+            url: event.url.clone(),
+            logs_url: event.logs_url.clone(),
+            triggered_by: event.triggered_by.clone(),
+            commit_sha: event.commit_sha.clone(),
+            occurred_at: event.occurred_at,
         };
-        if self.rows[i].app_id != app_id {
-            return Effect::new(
-                Outcome::Unmatched,
-                format!(
-                    "Vercel deployment {} is recorded for another app",
-                    event.deployment_id
-                ),
-            );
-        }
-
-        let row = &mut self.rows[i];
-        let current = row.status;
-        let step = transition(current, event.status);
+        let i = match found {
+            Some(i) if self.rows[i].app_id != app_id => {
+                return Effect::new(
+                    Outcome::Unmatched,
+                    format!(
+                        "Vercel deployment {} is recorded for another app",
+                        event.deployment_id
+                    ),
+                );
+            }
+            Some(i) => i,
+            None => self.create(deployments::Model {
+                vercel_deployment_id: Some(event.deployment_id.clone()),
+                ..deployments::Model::new(
+                    app_id,
+                    environment,
+                    Status::Pending,
+                    event.occurred_at,
+                    at,
+                )
+            }),
+        };
         let mut changed = false;
+        if self.rows[i].vercel_deployment_id.is_none() {
+            self.rows[i].vercel_deployment_id = Some(event.deployment_id.clone());
+            changed = true;
+        }
+        self.absorb(i, &report, found.is_none(), changed, at)
+            .on(app_id, self.rows[i].id)
+    }
+
+    fn apply_github(&mut self, event: &GithubDeployment, at: NaiveDateTime) -> Effect {
+        let (app_id, environment) = match self.github_target(event) {
+            Ok((app, environment)) => (app.id, environment),
+            Err(effect) => return effect,
+        };
+        // The row of this GitHub deployment, else the earliest row of the commit not
+        // yet linked to one (a push's, or its Vercel twin's).
+        let found = self
+            .position_min(|row| row.github_deployment_id == Some(event.deployment_id))
+            .or_else(|| {
+                self.position_min(|row| {
+                    row.app_id == app_id
+                        && row.environment == environment
+                        && !row.is_rollback
+                        && row.github_commit_sha.as_deref() == Some(event.commit_sha.as_str())
+                        && row.github_deployment_id.is_none()
+                })
+            });
+        let report = Report {
+            source: Source::Github,
+            status: event.status,
+            failure: event.failure,
+            message: event.description.clone(),
+            url: event.url.clone(),
+            logs_url: event.logs_url.clone(),
+            triggered_by: event.triggered_by.clone(),
+            commit_sha: Some(event.commit_sha.clone()),
+            occurred_at: event.occurred_at,
+        };
+        let i = match found {
+            Some(i) if self.rows[i].app_id != app_id => {
+                return Effect::new(
+                    Outcome::Unmatched,
+                    format!(
+                        "GitHub deployment {} is recorded for another app",
+                        event.deployment_id
+                    ),
+                );
+            }
+            Some(i) => i,
+            None => self.create(deployments::Model {
+                github_deployment_id: Some(event.deployment_id),
+                ..deployments::Model::new(
+                    app_id,
+                    environment,
+                    Status::Pending,
+                    event.occurred_at,
+                    at,
+                )
+            }),
+        };
+        let mut changed = false;
+        if self.rows[i].github_deployment_id.is_none() {
+            self.rows[i].github_deployment_id = Some(event.deployment_id);
+            changed = true;
+        }
+        self.absorb(i, &report, found.is_none(), changed, at)
+            .on(app_id, self.rows[i].id)
+    }
+
+    /// What a provider's report of a deployment's state does to its row `i`. Every
+    /// rule keeps the result independent of arrival order: status only moves forward
+    /// (a timeout excepted), times take the earliest report, and where both providers
+    /// say the same thing Vercel's word wins over GitHub's (see [`Source`]).
+    fn absorb(
+        &mut self,
+        i: usize,
+        report: &Report,
+        created: bool,
+        mut changed: bool,
+        at: NaiveDateTime,
+    ) -> Effect {
+        let row = &mut self.rows[i];
+        let before = row.clone();
+        let current = row.status;
+        let timed_out = row.failure_reason == Some(FailureReason::Timeout);
+        let step = transition_of(current, timed_out, report.status);
         if let Transition::Advance(next) = step {
             row.status = next;
-            if let Some(failure) = event.failure {
-                row.error_message = Some(failure.to_owned());
+            if timed_out {
+                row.failure_reason = None;
+                row.error_message = None;
+                row.finished_at = None;
             }
-            changed = true;
         }
-        if row.vercel_deployment_id.is_none() {
-            row.vercel_deployment_id = Some(event.deployment_id.clone());
-            changed = true;
-        }
-        if row.github_commit_sha.is_none() && event.commit_sha.is_some() {
-            row.github_commit_sha = event.commit_sha.clone();
-            changed = true;
-        }
-        if row.deployment_url.is_none()
-            && event.status == Status::Ready
+        // Why it failed, as each provider reporting the failure says it.
+        if report.status == Status::Failed
+            && row.status == Status::Failed
             && step != Transition::Stale
-            && let Some(url) = &event.url
         {
-            row.deployment_url = Some(url.clone());
-            changed = true;
+            let reason = report.failure.unwrap_or(FailureReason::Error);
+            let message = report.message.as_deref().unwrap_or(reason.as_str());
+            match report.source {
+                Source::Vercel => row.failure_reason = Some(reason),
+                Source::Github => {
+                    row.failure_reason.get_or_insert(reason);
+                }
+            }
+            report.source.write(&mut row.error_message, message);
         }
-        if row.created_at > event.occurred_at {
-            row.created_at = event.occurred_at;
-            changed = true;
+        // The earliest report of the build starting, and of the status it ends in.
+        if report.status == Status::Building {
+            row.started_at = Some(
+                row.started_at
+                    .map_or(report.occurred_at, |t| t.min(report.occurred_at)),
+            );
         }
-        if changed {
+        if report.status.is_final() && row.status == report.status {
+            row.finished_at = Some(
+                row.finished_at
+                    .map_or(report.occurred_at, |t| t.min(report.occurred_at)),
+            );
+        }
+        row.build_duration_ms = match (row.status.is_final(), row.started_at, row.finished_at) {
+            (true, Some(started), Some(finished)) if finished >= started => {
+                Some((finished - started).num_milliseconds())
+            }
+            _ => None,
+        };
+        if row.github_commit_sha.is_none() && report.commit_sha.is_some() {
+            row.github_commit_sha = report.commit_sha.clone();
+        }
+        if report.status == Status::Ready
+            && step != Transition::Stale
+            && let Some(url) = &report.url
+        {
+            report.source.write(&mut row.deployment_url, url);
+        }
+        if let Some(logs) = &report.logs_url {
+            report.source.write(&mut row.build_logs, logs);
+        }
+        // A push says who pushed: it wins over both providers.
+        if row.committed_at.is_none()
+            && let Some(by) = &report.triggered_by
+        {
+            report.source.write(&mut row.triggered_by, by);
+        }
+        row.created_at = row.created_at.min(report.occurred_at);
+        changed |= *row != before;
+        if changed || created {
             row.updated_at = at;
             self.touched[i] = true;
         }
-        let id = row.id;
-        let effect = match step {
-            Transition::Stale => Effect::new(
-                Outcome::Stale,
-                format!("deployment is already {current}; {} is stale", event.status),
-            ),
-            Transition::Advance(next) => {
-                Effect::new(Outcome::Applied, format!("{current} -> {next}"))
+        let row = &self.rows[i];
+        let effect = if created {
+            Effect::new(
+                Outcome::Applied,
+                format!("deployment created as {}", row.status),
+            )
+        } else {
+            match step {
+                Transition::Stale => Effect::new(
+                    Outcome::Stale,
+                    format!(
+                        "deployment is already {current}; {} is stale",
+                        report.status
+                    ),
+                ),
+                Transition::Advance(next) if timed_out => Effect::new(
+                    Outcome::Applied,
+                    format!("timed out -> {next}: a real event replaces the timeout"),
+                ),
+                Transition::Advance(next) => {
+                    Effect::new(Outcome::Applied, format!("{current} -> {next}"))
+                }
+                Transition::Unchanged if changed => {
+                    Effect::new(Outcome::Applied, format!("still {current}; fields filled"))
+                }
+                Transition::Unchanged => Effect::new(
+                    Outcome::Duplicate,
+                    format!("deployment is already {current}"),
+                ),
             }
-            Transition::Unchanged if changed => {
-                Effect::new(Outcome::Applied, format!("still {current}; fields filled"))
-            }
-            Transition::Unchanged => Effect::new(
-                Outcome::Duplicate,
-                format!("deployment is already {current}"),
-            ),
         };
-        effect.on(app_id, id)
+        self.fill_rollbacks(i, at);
+        effect
     }
+
+    /// Rollback rows that went back to row `i`'s Vercel deployment show its commit and
+    /// URL, whenever they arrive.
+    fn fill_rollbacks(&mut self, i: usize, at: NaiveDateTime) {
+        let Some(target) = self.rows[i].vercel_deployment_id.clone() else {
+            return;
+        };
+        let (sha, url) = (
+            self.rows[i].github_commit_sha.clone(),
+            self.rows[i].deployment_url.clone(),
+        );
+        for (row, touched) in self.rows.iter_mut().zip(self.touched.iter_mut()) {
+            if row.rollback_to.as_deref() == Some(&target)
+                && (row.github_commit_sha != sha || row.deployment_url != url)
+            {
+                row.github_commit_sha.clone_from(&sha);
+                row.deployment_url.clone_from(&url);
+                row.updated_at = at;
+                *touched = true;
+            }
+        }
+    }
+
+    /// A rollback or promotion: production serves the deployment `to` from
+    /// `occurred_at` on, recorded as a row of its own ("isRollback"), so that the
+    /// latest production row is what serves.
+    fn apply_rollback(&mut self, event: &Rollback, at: NaiveDateTime) -> Effect {
+        let Some(app_id) = self
+            .apps
+            .iter()
+            .find(|app| app.vercel_project_id.as_deref() == Some(event.project_id.as_str()))
+            .map(|app| app.id)
+        else {
+            return Effect::new(
+                Outcome::Unmatched,
+                format!(
+                    "no app is registered for Vercel project {}",
+                    event.project_id
+                ),
+            );
+        };
+        let target =
+            self.position_min(|row| row.vercel_deployment_id.as_deref() == Some(&event.to));
+        if let Some(t) = target
+            && self.rows[t].app_id != app_id
+        {
+            return Effect::new(
+                Outcome::Unmatched,
+                format!("Vercel deployment {} is recorded for another app", event.to),
+            );
+        }
+        if event.promoted {
+            let Some(t) = target else {
+                return Effect::new(
+                    Outcome::Unmatched,
+                    format!(
+                        "promoted Vercel deployment {} has not arrived yet; kept for re-processing",
+                        event.to
+                    ),
+                );
+            };
+            if self.rows[t].status != Status::Ready {
+                return Effect::new(
+                    Outcome::Ignored,
+                    format!(
+                        "Vercel deployment {} is not ready; once ready it is the newest",
+                        event.to
+                    ),
+                )
+                .on(app_id, self.rows[t].id);
+            }
+            if self.rows[t].environment != Environment::Production {
+                return Effect::new(
+                    Outcome::Ignored,
+                    format!(
+                        "Vercel deployment {} is a staging deployment; its production deployment reports itself",
+                        event.to
+                    ),
+                )
+                .on(app_id, self.rows[t].id);
+            }
+            let serving = self.serving_before(app_id, event.occurred_at);
+            let already = serving
+                .is_none_or(|s| s == t || self.rows[s].rollback_to.as_deref() == Some(&event.to));
+            if already {
+                return Effect::new(
+                    Outcome::Ignored,
+                    format!("Vercel deployment {} already serves production", event.to),
+                )
+                .on(app_id, self.rows[t].id);
+            }
+        }
+        if let Some(r) = self.position_min(|row| {
+            row.app_id == app_id
+                && row.rollback_to.as_deref() == Some(&event.to)
+                && row.created_at == event.occurred_at
+        }) {
+            return Effect::new(Outcome::Duplicate, "rollback already recorded")
+                .on(app_id, self.rows[r].id);
+        }
+        let r = self.create(deployments::Model {
+            is_rollback: true,
+            rollback_to: Some(event.to.clone()),
+            finished_at: Some(event.occurred_at),
+            ..deployments::Model::new(
+                app_id,
+                Environment::Production,
+                Status::Ready,
+                event.occurred_at,
+                at,
+            )
+        });
+        let id = self.rows[r].id;
+        match target {
+            Some(t) => {
+                self.fill_rollbacks(t, at);
+                Effect::new(
+                    Outcome::Applied,
+                    format!("production rolled back to Vercel deployment {}", event.to),
+                )
+                .on(app_id, id)
+            }
+            None => Effect::new(
+                Outcome::Unmatched,
+                format!(
+                    "production rolled back to Vercel deployment {}, not seen yet: its commit and URL fill in when it arrives",
+                    event.to
+                ),
+            )
+            .on(app_id, id),
+        }
+    }
+
+    /// The ready production row of an app serving just before `at`: the newest by
+    /// "createdAt" (rollback rows included).
+    fn serving_before(&self, app_id: Uuid, at: NaiveDateTime) -> Option<usize> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| {
+                row.app_id == app_id
+                    && row.environment == Environment::Production
+                    && row.status == Status::Ready
+                    && row.created_at < at
+            })
+            .max_by_key(|(_, row)| (row.created_at, row.id))
+            .map(|(i, _)| i)
+    }
+
+    /// The (app, environment) pairs whose chain of ready rows this run changed, each
+    /// with the earliest "createdAt" changed: from there on, "previousDeploymentId"
+    /// is worked out again by the database (see ingest's `link_previous`).
+    pub fn ready_changes(&self) -> Vec<(Uuid, Environment, NaiveDateTime)> {
+        let mut changes: Vec<(Uuid, Environment, NaiveDateTime)> = Vec::new();
+        for row in self.touched().filter(|row| row.status == Status::Ready) {
+            match changes
+                .iter_mut()
+                .find(|(app, env, _)| *app == row.app_id && *env == row.environment)
+            {
+                Some((_, _, since)) => *since = (*since).min(row.created_at),
+                None => changes.push((row.app_id, row.environment, row.created_at)),
+            }
+        }
+        changes
+    }
+}
+
+/// Which provider reported a fact. Where both report one (a URL, the logs, who
+/// triggered it), Vercel's word replaces GitHub's and GitHub's only fills a gap, so
+/// that the row is the same whichever came first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Vercel,
+    Github,
+}
+
+impl Source {
+    fn write(self, field: &mut Option<String>, value: &str) {
+        match self {
+            Source::Vercel => *field = Some(value.to_owned()),
+            Source::Github => {
+                field.get_or_insert_with(|| value.to_owned());
+            }
+        }
+    }
+}
+
+/// A provider's report of one deployment's state, whichever provider sent it.
+struct Report {
+    source: Source,
+    status: Status,
+    failure: Option<FailureReason>,
+    message: Option<String>,
+    url: Option<String>,
+    logs_url: Option<String>,
+    triggered_by: Option<String>,
+    commit_sha: Option<String>,
+    occurred_at: NaiveDateTime,
 }
 
 fn environment_for_branch(app: &apps::Model, branch: &str) -> Option<Environment> {
@@ -555,13 +989,18 @@ mod tests {
             branch: branch.to_owned(),
             commit_sha: SHA.to_owned(),
             pushed_at: at(t),
+            pushed_by: Some("dana".to_owned()),
+            committed_at: at(t - 30),
         })
     }
 
     fn vercel(status: Status, deployment: &str, t: i64) -> VercelDeployment {
         VercelDeployment {
             status,
-            failure: (status == Status::Failed).then_some("error"),
+            failure: (status == Status::Failed).then_some(FailureReason::Error),
+            error_message: None,
+            triggered_by: Some("dana-author".to_owned()),
+            logs_url: Some(format!("https://vercel.com/acme/shop/{deployment}")),
             deployment_id: deployment.to_owned(),
             url: Some(format!("https://{deployment}.vercel.app")),
             project_id: Some("prj_a".to_owned()),

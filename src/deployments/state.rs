@@ -98,6 +98,17 @@ pub fn transition(current: Status, next: Status) -> Transition {
     }
 }
 
+/// [`transition`] for a row that may have been timed out by the sweeper: a timeout is
+/// the one final status a later real event replaces (building, ready or failed; a
+/// pending report says nothing the timeout did not know).
+pub fn transition_of(current: Status, timed_out: bool, next: Status) -> Transition {
+    if timed_out && current == Status::Failed && next != Status::Pending {
+        Transition::Advance(next)
+    } else {
+        transition(current, next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Status::*;
@@ -128,6 +139,39 @@ mod tests {
         assert_eq!(table.len(), Status::ALL.len() * Status::ALL.len());
         for (current, next, expected) in table {
             assert_eq!(transition(current, next), expected, "{current} -> {next}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_is_replaced_by_every_real_status_but_pending() {
+        let table = [
+            (Pending, Stale),
+            (Building, Advance(Building)),
+            (Ready, Advance(Ready)),
+            (Failed, Advance(Failed)),
+        ];
+        assert_eq!(table.len(), Status::ALL.len());
+        for (next, expected) in table {
+            assert_eq!(
+                transition_of(Failed, true, next),
+                expected,
+                "timeout -> {next}"
+            );
+        }
+        // Without a timeout, and on any other status, it is the plain machine.
+        for current in Status::ALL {
+            for next in Status::ALL {
+                assert_eq!(
+                    transition_of(current, false, next),
+                    transition(current, next)
+                );
+                if current != Failed {
+                    assert_eq!(
+                        transition_of(current, true, next),
+                        transition(current, next)
+                    );
+                }
+            }
         }
     }
 

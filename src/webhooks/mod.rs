@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::deployments::state::Status;
+use crate::store::deployments::{Environment, FailureReason};
 
 /// Longest values the ledger's and deployments' columns hold.
 pub const MAX_DELIVERY_ID: usize = 255;
@@ -17,6 +18,7 @@ pub const MAX_EVENT_TYPE: usize = 100;
 pub const MAX_NAME: usize = 255;
 pub const MAX_VERCEL_ID: usize = 64;
 pub const MAX_URL: usize = 255;
+pub const MAX_LOGS_URL: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
@@ -57,12 +59,38 @@ pub struct Delivery {
     pub event_type: String,
     pub body: Vec<u8>,
     pub event: Event,
+    /// How it reached us; the ledger's `source`.
+    pub source: Source,
+}
+
+/// How a delivery reached us: a signed request, or fetched from GitHub's API with a
+/// token (backfill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    #[default]
+    Webhook,
+    Backfill,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::Backfill => "backfill",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Push(Push),
     Vercel(VercelDeployment),
+    /// A GitHub `deployment` or `deployment_status` (posted by Vercel's GitHub app and
+    /// other CD tools).
+    GithubDeployment(GithubDeployment),
+    /// Vercel `deployment.rollback`, or `deployment.promoted` (a rollback when the
+    /// promoted deployment is older than the one serving).
+    Rollback(Rollback),
     /// Kept and answered, but it maps to no deployment change (ping, tags, previews,
     /// types not handled yet).
     Ignored(String),
@@ -154,13 +182,23 @@ pub struct Push {
     pub branch: String,
     pub commit_sha: String,
     pub pushed_at: NaiveDateTime,
+    /// `pusher.name`, else `sender.login`.
+    pub pushed_by: Option<String>,
+    /// `head_commit.timestamp`, else the push time: when the change was made.
+    pub committed_at: NaiveDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct VercelDeployment {
     pub status: Status,
-    /// Why a deployment failed, when the event says ("canceled", "error").
-    pub failure: Option<&'static str>,
+    /// Why a deployment failed, when the event says.
+    pub failure: Option<FailureReason>,
+    /// The failure as Vercel states it, when it does.
+    pub error_message: Option<String>,
+    /// `meta.githubCommitAuthorLogin`.
+    pub triggered_by: Option<String>,
+    /// `links.deployment`, else `deployment.inspectorUrl`.
+    pub logs_url: Option<String>,
     pub deployment_id: String,
     /// `https://` + `deployment.url`, when the event carries one.
     pub url: Option<String>,
@@ -170,6 +208,43 @@ pub struct VercelDeployment {
     pub target: Target,
     pub commit_sha: Option<String>,
     pub commit_ref: Option<String>,
+    pub occurred_at: NaiveDateTime,
+}
+
+/// A GitHub deployment's state, from a `deployment` (pending) or `deployment_status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GithubDeployment {
+    /// `owner/name` as GitHub spelled it.
+    pub repository: String,
+    pub environment: Environment,
+    /// What follows the environment in names such as `Production – web`: the Vercel
+    /// project, used to tell the apps of a monorepo apart.
+    pub environment_suffix: Option<String>,
+    /// `deployment.id`.
+    pub deployment_id: i64,
+    pub commit_sha: String,
+    pub status: Status,
+    pub failure: Option<FailureReason>,
+    /// The status's `description`, for a failure.
+    pub description: Option<String>,
+    /// `environment_url`, else `target_url`, for a success (`""` is no URL).
+    pub url: Option<String>,
+    /// `log_url`, else `target_url`.
+    pub logs_url: Option<String>,
+    /// `deployment_status.creator.login`, else `deployment.creator.login`.
+    pub triggered_by: Option<String>,
+    pub occurred_at: NaiveDateTime,
+}
+
+/// Production now serves an earlier deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollback {
+    pub project_id: String,
+    /// The Vercel deployment production serves now.
+    pub to: String,
+    /// `deployment.promoted`: a rollback only if `to` is older than the deployment
+    /// serving when it happened; `deployment.rollback` always is one.
+    pub promoted: bool,
     pub occurred_at: NaiveDateTime,
 }
 

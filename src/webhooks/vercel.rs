@@ -7,11 +7,12 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::{
-    ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_NAME, MAX_URL,
-    MAX_VERCEL_ID, Malformed, Provider, Target, Timestamp, VercelDeployment, body_digest_id,
-    check_len, is_commit_sha, now, storable, truncate,
+    ContentType, Delivery, Event, MAX_DELIVERY_ID, MAX_EVENT_TYPE, MAX_LOGS_URL, MAX_NAME, MAX_URL,
+    MAX_VERCEL_ID, Malformed, Provider, Rollback, Source, Target, Timestamp, VercelDeployment,
+    body_digest_id, check_len, is_commit_sha, now, storable, truncate,
 };
 use crate::deployments::state::Status;
+use crate::store::deployments::FailureReason;
 
 /// Only the envelope's id and type: read first, so that a delivery whose payload
 /// is not understood is still keyed by its own id.
@@ -33,6 +34,8 @@ struct Envelope {
 struct Payload {
     deployment: Deployment,
     #[serde(default)]
+    links: Option<Links>,
+    #[serde(default)]
     project: Option<Project>,
     /// `"production"`, `"staging"`, a custom environment's slug, or null.
     #[serde(default)]
@@ -51,10 +54,42 @@ struct Deployment {
     meta: HashMap<String, serde_json::Value>,
     #[serde(rename = "customEnvironment", default)]
     custom_environment: Option<IgnoredAny>,
+    #[serde(rename = "inspectorUrl", default)]
+    inspector_url: Option<String>,
+    #[serde(rename = "errorMessage", default)]
+    error_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Links {
+    #[serde(default)]
+    deployment: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Project {
+    id: String,
+}
+
+/// `deployment.rollback` and `deployment.promoted`: which deployment serves now.
+#[derive(Debug, Deserialize)]
+struct ServingEnvelope {
+    #[serde(rename = "createdAt", default)]
+    created_at: Option<Timestamp>,
+    payload: ServingPayload,
+}
+
+#[derive(Debug, Deserialize)]
+struct ServingPayload {
+    project: Project,
+    #[serde(rename = "toDeploymentId", default)]
+    to_deployment_id: Option<String>,
+    #[serde(default)]
+    deployment: Option<DeploymentId>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeploymentId {
     id: String,
 }
 
@@ -103,6 +138,7 @@ pub fn delivery(content_type: ContentType, body: Vec<u8>) -> Delivery {
         event_type: truncate(event_type, MAX_EVENT_TYPE),
         body,
         event,
+        source: Source::Webhook,
     }
 }
 
@@ -110,8 +146,9 @@ fn event(event_type: &str, body: &[u8]) -> Result<Event, Malformed> {
     let (status, failure) = match event_type {
         "deployment.created" => (Status::Building, None),
         "deployment.succeeded" | "deployment.ready" => (Status::Ready, None),
-        "deployment.error" => (Status::Failed, Some("error")),
-        "deployment.canceled" => (Status::Failed, Some("canceled")),
+        "deployment.error" => (Status::Failed, Some(FailureReason::Error)),
+        "deployment.canceled" => (Status::Failed, Some(FailureReason::Canceled)),
+        "deployment.rollback" | "deployment.promoted" => return serving(event_type, body),
         other => {
             return Ok(Event::Ignored(format!(
                 "{} events are not tracked",
@@ -149,6 +186,19 @@ fn event(event_type: &str, body: &[u8]) -> Result<Event, Malformed> {
             }
         });
     let project_id = payload.project.map(|p| p.id);
+    let logs_url = payload
+        .links
+        .and_then(|links| links.deployment)
+        .or(deployment.inspector_url)
+        .filter(|u| !u.is_empty());
+    let error_message = match failure {
+        Some(FailureReason::Error) => deployment
+            .error_message
+            .filter(|m| !m.is_empty())
+            .map(|m| truncate(storable(&m), MAX_URL)),
+        _ => None,
+    };
+    let triggered_by = meta("githubCommitAuthorLogin");
     let custom = payload.custom_environment.is_some() || deployment.custom_environment.is_some();
     // Vercel documents `production`, `staging` and null; a custom environment shows
     // up as a `customEnvironment` object or as its slug in `target`. Only an
@@ -184,6 +234,16 @@ fn event(event_type: &str, body: &[u8]) -> Result<Event, Malformed> {
                 .as_deref()
                 .map_or(Ok(()), |r| check_len("meta.githubCommitRef", r, MAX_NAME))
         })
+        .and_then(|()| {
+            triggered_by.as_deref().map_or(Ok(()), |r| {
+                check_len("meta.githubCommitAuthorLogin", r, MAX_NAME)
+            })
+        })
+        .and_then(|()| {
+            logs_url
+                .as_deref()
+                .map_or(Ok(()), |u| check_len("links.deployment", u, MAX_LOGS_URL))
+        })
         .map_err(Malformed::new)?;
     if let Some(sha) = &commit_sha
         && !is_commit_sha(sha)
@@ -194,6 +254,9 @@ fn event(event_type: &str, body: &[u8]) -> Result<Event, Malformed> {
     Ok(Event::Vercel(VercelDeployment {
         status,
         failure,
+        error_message,
+        triggered_by,
+        logs_url,
         deployment_id: deployment.id,
         url,
         project_id,
@@ -201,6 +264,41 @@ fn event(event_type: &str, body: &[u8]) -> Result<Event, Malformed> {
         target,
         commit_sha,
         commit_ref,
+        occurred_at: envelope
+            .created_at
+            .and_then(|t| t.to_naive(true))
+            .unwrap_or_else(now),
+    }))
+}
+
+/// `deployment.rollback` (`payload.toDeploymentId`) or `deployment.promoted`
+/// (`payload.deployment.id`): the deployment production serves from now on.
+fn serving(event_type: &str, body: &[u8]) -> Result<Event, Malformed> {
+    let envelope: ServingEnvelope = serde_json::from_slice(body)
+        .map_err(|e| Malformed::new(format!("not a {event_type} payload: {e}")))?;
+    let promoted = event_type == "deployment.promoted";
+    let payload = envelope.payload;
+    let to = if promoted {
+        payload.deployment.map(|d| d.id)
+    } else {
+        payload
+            .to_deployment_id
+            .or(payload.deployment.map(|d| d.id))
+    };
+    let Some(to) = to.filter(|id| !id.is_empty()) else {
+        return Err(Malformed::new(if promoted {
+            "deployment.promoted has no deployment.id"
+        } else {
+            "deployment.rollback has no toDeploymentId"
+        }));
+    };
+    check_len("toDeploymentId", &to, MAX_VERCEL_ID)
+        .and_then(|()| check_len("project.id", &payload.project.id, MAX_NAME))
+        .map_err(Malformed::new)?;
+    Ok(Event::Rollback(Rollback {
+        project_id: payload.project.id,
+        to,
+        promoted,
         occurred_at: envelope
             .created_at
             .and_then(|t| t.to_naive(true))
@@ -231,8 +329,16 @@ mod tests {
             ("deployment.created", Status::Building, None),
             ("deployment.succeeded", Status::Ready, None),
             ("deployment.ready", Status::Ready, None),
-            ("deployment.error", Status::Failed, Some("error")),
-            ("deployment.canceled", Status::Failed, Some("canceled")),
+            (
+                "deployment.error",
+                Status::Failed,
+                Some(FailureReason::Error),
+            ),
+            (
+                "deployment.canceled",
+                Status::Failed,
+                Some(FailureReason::Canceled),
+            ),
         ];
         for (event_type, status, failure) in cases {
             let d = parse(body(event_type, r#""production""#, ""));
@@ -281,15 +387,64 @@ mod tests {
 
     #[test]
     fn unknown_and_legacy_types_are_ignored_but_keep_their_id() {
-        for t in [
-            "deployment.promoted",
-            "deployment-ready",
-            "test-webhook",
-            "project.created",
-        ] {
+        for t in ["deployment-ready", "test-webhook", "project.created"] {
             let d = parse(format!(r#"{{"id":"evt_9","type":"{t}","payload":{{}}}}"#).into_bytes());
             assert_eq!(d.delivery_id, "evt_9");
             assert!(matches!(d.event, Event::Ignored(_)), "{t}");
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/fixtures/vercel/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deployment_event_carries_who_triggered_it_and_where_its_logs_are() {
+        let Event::Vercel(v) = parse(fixture("deployment.succeeded.production.json")).event else {
+            panic!()
+        };
+        assert_eq!(v.triggered_by.as_deref(), Some("dana-okafor"));
+        assert_eq!(
+            v.logs_url.as_deref(),
+            Some("https://vercel.com/acme/storefront/MHU6u5PV6crcoYeV9mCQdeG57TGx")
+        );
+        assert_eq!((v.failure, v.error_message), (None, None));
+        let Event::Vercel(v) = parse(fixture("deployment.canceled.staging.json")).event else {
+            panic!()
+        };
+        assert_eq!(v.failure, Some(FailureReason::Canceled));
+    }
+
+    #[test]
+    fn rollbacks_and_promotions_name_the_deployment_that_serves_now() {
+        let Event::Rollback(r) = parse(fixture("deployment.rollback.production.json")).event else {
+            panic!()
+        };
+        assert_eq!(r.project_id, "prj_storefront0000000000000001");
+        assert_eq!(r.to, "dpl_MHU6u5PV6crcoYeV9mCQdeG57TGx");
+        assert!(!r.promoted);
+        assert_eq!(
+            r.occurred_at.and_utc().timestamp_millis(),
+            1_794_473_100_512
+        );
+        let Event::Rollback(p) = parse(fixture("deployment.promoted.production.json")).event else {
+            panic!()
+        };
+        assert_eq!(p.to, "dpl_MHU6u5PV6crcoYeV9mCQdeG57TGx");
+        assert!(p.promoted);
+        for bad in [
+            r#"{"id":"e","type":"deployment.rollback","payload":{"project":{"id":"p"}}}"#,
+            r#"{"id":"e","type":"deployment.promoted","payload":{"project":{"id":"p"}}}"#,
+            r#"{"id":"e","type":"deployment.rollback","payload":{"toDeploymentId":"d"}}"#,
+        ] {
+            assert!(
+                matches!(parse(bad.into()).event, Event::Malformed(_)),
+                "{bad}"
+            );
         }
     }
 

@@ -137,7 +137,9 @@ async fn insert_delivery(
         outcome: Set(outcome.into()),
         reason: Set("test".into()),
         deployment_id: Set(None),
-        ..Default::default()
+        attempts: Set(1),
+        last_received_at: Set(None),
+        source: Set("webhook".into()),
     }
     .insert(&app.db)
     .await

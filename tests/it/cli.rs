@@ -210,7 +210,9 @@ async fn deliveries_list_shows_the_ledger_without_bodies() {
             outcome: Set(outcome.into()),
             reason: Set("because".into()),
             deployment_id: Set(None),
-            ..Default::default()
+            attempts: Set(1),
+            last_received_at: Set(None),
+            source: Set("webhook".into()),
         }
         .insert(&conn)
         .await
@@ -228,6 +230,55 @@ async fn deliveries_list_shows_the_ledger_without_bodies() {
     assert_eq!(table.lines().count(), 2, "{table}");
     assert!(
         table.contains("github") && !table.contains("secret-ish"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_show_the_complete_record_as_json_and_duration_and_trigger_in_the_table() {
+    let db = TempDb::new();
+    db.ok(&[
+        "apps",
+        "add",
+        "--name",
+        "storefront",
+        "--github-repo",
+        "acme-apps/storefront",
+        "--vercel-project-id",
+        "prj_storefront0000000000000001",
+    ]);
+    let fixtures = format!("{}/fixtures", env!("CARGO_MANIFEST_DIR"));
+    for name in [
+        "github/push.production.json",
+        "vercel/deployment.created.production.json",
+        "vercel/deployment.succeeded.production.json",
+    ] {
+        db.ok(&["replay", &format!("{fixtures}/{name}")]);
+    }
+    let latest = db.json(&[
+        "deployments",
+        "latest",
+        "--app",
+        "storefront",
+        "--environment",
+        "production",
+        "--json",
+    ]);
+    // Created 15:30:08.012, succeeded 15:31:33.420.
+    assert_eq!(latest["buildDurationMs"], 85_408);
+    assert_eq!(latest["triggeredBy"], "dana-okafor");
+    assert_eq!(latest["finishedAt"], "2026-11-10T15:31:33.420000Z");
+    assert_eq!(latest["isRollback"], false);
+    assert_eq!(latest["failureReason"], Value::Null);
+    let table = db.ok(&["deployments", "list", "--app", "storefront"]);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("DURATION") && header.contains("TRIGGERED BY"),
+        "{table}"
+    );
+    let line = table.lines().nth(1).unwrap();
+    assert!(
+        line.contains("1m25s") && line.contains("dana-okafor"),
         "{table}"
     );
 }

@@ -271,17 +271,35 @@ impl TestApp {
     }
 
     /// The deployments table without the columns that are ids or wall-clock times,
-    /// for comparing two histories.
+    /// for comparing two histories; "previousDeploymentId" becomes the previous row's
+    /// natural key.
     pub async fn table(&self) -> Vec<Row> {
-        let mut rows: Vec<Row> = self
-            .deployments()
-            .await
-            .into_iter()
-            .map(Row::from)
+        let models = self.deployments().await;
+        let key = |id: uuid::Uuid| {
+            models.iter().find(|m| m.id == id).map(|m| RowKey {
+                sha: m.github_commit_sha.clone(),
+                vercel_id: m.vercel_deployment_id.clone(),
+                created_at: m.created_at,
+            })
+        };
+        let mut rows: Vec<Row> = models
+            .iter()
+            .map(|d| Row {
+                previous: d.previous_deployment_id.and_then(key),
+                ..Row::from(d.clone())
+            })
             .collect();
         rows.sort();
         rows
     }
+}
+
+/// What tells a deployment row apart without its id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowKey {
+    pub sha: Option<String>,
+    pub vercel_id: Option<String>,
+    pub created_at: chrono::NaiveDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -294,6 +312,17 @@ pub struct Row {
     pub url: Option<String>,
     pub error: Option<String>,
     pub created_at: chrono::NaiveDateTime,
+    pub failure_reason: Option<String>,
+    pub triggered_by: Option<String>,
+    pub build_logs: Option<String>,
+    pub started_at: Option<chrono::NaiveDateTime>,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    pub build_duration_ms: Option<i64>,
+    pub committed_at: Option<chrono::NaiveDateTime>,
+    pub is_rollback: bool,
+    pub github_deployment_id: Option<i64>,
+    pub rollback_to: Option<String>,
+    pub previous: Option<RowKey>,
 }
 
 impl From<deployments::Model> for Row {
@@ -307,6 +336,17 @@ impl From<deployments::Model> for Row {
             url: d.deployment_url,
             error: d.error_message,
             created_at: d.created_at,
+            failure_reason: d.failure_reason.map(|f| f.as_str().to_owned()),
+            triggered_by: d.triggered_by,
+            build_logs: d.build_logs,
+            started_at: d.started_at,
+            finished_at: d.finished_at,
+            build_duration_ms: d.build_duration_ms,
+            committed_at: d.committed_at,
+            is_rollback: d.is_rollback,
+            github_deployment_id: d.github_deployment_id,
+            rollback_to: d.rollback_to,
+            previous: None,
         }
     }
 }

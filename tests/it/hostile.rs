@@ -309,7 +309,7 @@ fn cases() -> Vec<Case> {
             vercel(
                 "application/json",
                 format!(
-                    r#"{{"id":"evt_nested","type":"deployment.promoted","payload":{}}}"#,
+                    r#"{{"id":"evt_nested","type":"deployment.check-rerequested","payload":{}}}"#,
                     nested(100_000)
                 )
                 .into_bytes(),
@@ -665,7 +665,7 @@ async fn a_malformed_delivery_sent_again_is_refused_again(app: TestApp) {
 db_test!(a_25_mb_json_body_is_kept_whole_and_one_byte_more_is_413);
 async fn a_25_mb_json_body_is_kept_whole_and_one_byte_more_is_413(app: TestApp) {
     let limit = deploy_tracker::http::DEFAULT_MAX_BODY_BYTES;
-    let head = r#"{"id":"evt_big","type":"deployment.promoted","payload":{"pad":""#;
+    let head = r#"{"id":"evt_big","type":"deployment.check-rerequested","payload":{"pad":""#;
     let tail = r#""}}"#;
     let mut body = head.as_bytes().to_vec();
     body.resize(limit - tail.len(), b'x');
@@ -793,6 +793,7 @@ async fn a_value_the_database_refuses_is_a_logged_500_not_a_retryable_503(app: T
         event_type: "x".repeat(150),
         body: b"{}".to_vec(),
         event: Event::Ignored("test".into()),
+        source: Default::default(),
     };
     match app.state.ingest.ingest(&delivery).await {
         Ok(_) => assert_eq!(app.backend, crate::helpers::Backend::Sqlite),

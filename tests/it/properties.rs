@@ -2,11 +2,16 @@
 //! come one after another or all at once (sharing transactions), the deliveries of a
 //! set of deployment flows leave the same table as their in-order delivery.
 //!
-//! Each flow has at most one final event (succeeded or error). A deployment that gets
-//! both is a known order-dependent case: the first final state wins, by design.
-//! Flows also have distinct commits: two Vercel deployments of one commit (a
-//! redeploy) are the other known case, as the push's row is linked to whichever
-//! arrives first and so takes the push's "createdAt" (checked by hand, not fixed).
+//! A flow is a push, Vercel's events and the GitHub deployment statuses Vercel's
+//! GitHub app posts for the same deploy; a scenario adds rollbacks and promotions.
+//! Each flow has at most one final outcome (Vercel's and GitHub's agree). A deployment
+//! that gets two different final statuses is a known order-dependent case: the first
+//! final state wins, by design. Flows also have distinct commits: two Vercel
+//! deployments of one commit (a redeploy) are the other known case, as the push's row
+//! is linked to whichever arrives first and so takes the push's "createdAt" (checked
+//! by hand, not fixed). A promotion is judged against the production rows recorded
+//! when it arrives (a third known case, see the README), so promotions here are of
+//! an app's only production deployment, which make no rollback in any order.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -31,6 +36,9 @@ struct FlowSpec {
     created: bool,
     /// `Some(true)`: deployment.error; `Some(false)`: deployment.succeeded.
     ends: Option<bool>,
+    /// GitHub's `in_progress` status, and its final one (failure when `ends` is an error).
+    github_building: bool,
+    github_ends: bool,
 }
 
 impl FlowSpec {
@@ -45,15 +53,51 @@ impl FlowSpec {
     fn deliveries(&self, n: usize, apps: &[SimApp]) -> Vec<SimDelivery> {
         let flow = self.flow(n);
         let [push, created, last] = flow.deliveries(&apps[flow.app]);
+        let [building, ends] = flow.github_statuses(&apps[flow.app]);
         [
             self.push.then_some(push),
             self.created.then_some(created),
             self.ends.map(|_| last),
+            self.github_building.then_some(building),
+            self.github_ends.then_some(ends),
         ]
         .into_iter()
         .flatten()
         .collect()
     }
+
+    fn sends_something(&self) -> bool {
+        self.push || self.created || self.ends.is_some() || self.github_building || self.github_ends
+    }
+}
+
+/// A rollback (or promotion) of production back to flow `flow`'s deployment.
+#[derive(Debug, Clone)]
+struct ServeSpec {
+    flow: usize,
+    promoted: bool,
+}
+
+/// The rollbacks and promotions of a scenario that apply: to production flows, and a
+/// promotion only of its app's only production flow (else it is sent as a rollback).
+fn serve_deliveries(specs: &[FlowSpec], serves: &[ServeSpec], apps: &[SimApp]) -> Vec<SimDelivery> {
+    serves
+        .iter()
+        .enumerate()
+        .filter(|(_, serve)| specs[serve.flow % specs.len()].production)
+        .map(|(k, serve)| {
+            let n = serve.flow % specs.len();
+            let spec = &specs[n];
+            let only = specs
+                .iter()
+                .filter(|s| s.production && s.app == spec.app)
+                .count()
+                == 1;
+            let at = 1_795_001_000_000 + k as i64 * 1_000;
+            spec.flow(n)
+                .serve_again(&apps[spec.app], at, serve.promoted && only)
+        })
+        .collect()
 }
 
 fn flow_spec() -> impl Strategy<Value = FlowSpec> {
@@ -63,36 +107,52 @@ fn flow_spec() -> impl Strategy<Value = FlowSpec> {
         any::<bool>(),
         any::<bool>(),
         prop::option::of(any::<bool>()),
+        any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(app, production, push, created, ends)| FlowSpec {
-            app,
-            production,
-            push,
-            created,
-            ends,
-        })
-        .prop_filter("a flow sends something", |s| {
-            s.push || s.created || s.ends.is_some()
-        })
+        .prop_map(
+            |(app, production, push, created, ends, github_building, github_ends)| FlowSpec {
+                app,
+                production,
+                push,
+                created,
+                ends,
+                github_building,
+                github_ends,
+            },
+        )
+        .prop_filter("a flow sends something", FlowSpec::sends_something)
 }
 
-/// Flows, and the order to send their deliveries in: every delivery at least once,
-/// some of them again, all shuffled.
-fn scenario() -> impl Strategy<Value = (Vec<FlowSpec>, Vec<usize>)> {
-    vec(flow_spec(), 1..=6).prop_flat_map(|specs| {
+fn serve_spec() -> impl Strategy<Value = ServeSpec> {
+    (0..6usize, any::<bool>()).prop_map(|(flow, promoted)| ServeSpec { flow, promoted })
+}
+
+/// Flows, rollbacks, and the order to send their deliveries in: every delivery at
+/// least once, some of them again, all shuffled.
+type Scenario = (Vec<FlowSpec>, Vec<ServeSpec>, Vec<usize>);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (vec(flow_spec(), 1..=6), vec(serve_spec(), 0..=2)).prop_flat_map(|(specs, serves)| {
         let apps = sim_apps();
-        let n = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.deliveries(i, &apps).len())
-            .sum::<usize>();
+        let n = all_deliveries(&specs, &serves, &apps).len();
         let order = vec(0..n, 0..=n).prop_flat_map(move |again| {
             let mut order: Vec<usize> = (0..n).collect();
             order.extend(again);
             Just(order).prop_shuffle()
         });
-        (Just(specs), order)
+        (Just(specs), Just(serves), order)
     })
+}
+
+fn all_deliveries(specs: &[FlowSpec], serves: &[ServeSpec], apps: &[SimApp]) -> Vec<SimDelivery> {
+    let mut all: Vec<SimDelivery> = specs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.deliveries(i, apps))
+        .collect();
+    all.extend(serve_deliveries(specs, serves, apps));
+    all
 }
 
 fn sim_apps() -> Vec<SimApp> {
@@ -205,12 +265,8 @@ fn any_order_and_duplicates_give_the_in_order_table(backend: Backend) {
     });
     let apps = sim_apps();
     runner
-        .run(&scenario(), |(specs, order)| {
-            let all: Vec<SimDelivery> = specs
-                .iter()
-                .enumerate()
-                .flat_map(|(i, s)| s.deliveries(i, &apps))
-                .collect();
+        .run(&scenario(), |(specs, serves, order)| {
+            let all = all_deliveries(&specs, &serves, &apps);
             let in_order: Vec<&SimDelivery> = all.iter().collect();
             let shuffled: Vec<&SimDelivery> = order.iter().map(|&i| &all[i]).collect();
             let (expected, expected_ledger) =
@@ -220,10 +276,11 @@ fn any_order_and_duplicates_give_the_in_order_table(backend: Backend) {
                 prop_assert_eq!(&actual, &expected, "{:?}", sending);
                 prop_assert_eq!(&actual_ledger, &expected_ledger, "{:?}", sending);
             }
-            let rows = specs
+            let rollbacks = all
                 .iter()
-                .filter(|s| s.push || s.created || s.ends.is_some())
+                .filter(|d| d.event == "deployment.rollback")
                 .count();
+            let rows = specs.iter().filter(|s| s.sends_something()).count() + rollbacks;
             if expected.len() != rows {
                 return Err(TestCaseError::fail(format!(
                     "{} rows for {rows} flows",

@@ -59,7 +59,11 @@ async fn postgres_reports_the_seed_columns_checks_cascade_and_indexes() {
          ORDER BY conname",
     )
     .await;
-    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    assert_eq!(checks[2][0], "deployments_failureReason_check");
+    for reason in ["error", "canceled", "timeout"] {
+        assert!(checks[2][1].contains(&format!("'{reason}'")), "{checks:?}");
+    }
     assert_eq!(checks[0][0], "check_environment");
     assert!(checks[0][1].contains("'staging'") && checks[0][1].contains("'production'"));
     assert_eq!(checks[1][0], "check_status");
@@ -74,9 +78,16 @@ async fn postgres_reports_the_seed_columns_checks_cascade_and_indexes() {
          WHERE t.relname = 'deployments' AND n.nspname = current_schema() AND c.contype = 'f'",
     )
     .await;
-    assert_eq!(fks.len(), 1);
+    // The seed's cascade to apps, and wave 2's link to the deployment replaced.
+    assert_eq!(fks.len(), 2, "{fks:?}");
     assert!(
-        fks[0][0].contains("REFERENCES apps(id) ON DELETE CASCADE"),
+        fks.iter()
+            .any(|fk| fk[0].contains("REFERENCES apps(id) ON DELETE CASCADE")),
+        "{fks:?}"
+    );
+    assert!(
+        fks.iter().any(|fk| fk[0]
+            .contains(r#"FOREIGN KEY ("previousDeploymentId") REFERENCES deployments(id) ON DELETE SET NULL"#)),
         "{fks:?}"
     );
 
