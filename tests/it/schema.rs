@@ -86,8 +86,9 @@ async fn postgres_reports_the_seed_columns_checks_cascade_and_indexes() {
         "{fks:?}"
     );
     assert!(
-        fks.iter().any(|fk| fk[0]
-            .contains(r#"FOREIGN KEY ("previousDeploymentId") REFERENCES deployments(id) ON DELETE SET NULL"#)),
+        fks.iter().any(|fk| fk[0].contains(
+            r#"FOREIGN KEY ("previousDeploymentId") REFERENCES deployments(id) ON DELETE SET NULL"#
+        )),
         "{fks:?}"
     );
 
