@@ -349,6 +349,22 @@ impl std::fmt::Debug for VercelArgs {
             .field("vercel_timeout_ms", &self.vercel_timeout_ms)
             .finish()
     }
+
+    /// Write transactions ingest runs at once on Postgres, each batching the deliveries
+    /// of its share of the apps (default: two per core, at most a quarter of the
+    /// connection pool). SQLite always uses one.
+    #[arg(long, env = "INGEST_WRITERS", value_parser = parse_positive)]
+    pub ingest_writers: Option<usize>,
+}
+
+/// Postgres ingest writers when `INGEST_WRITERS` is not set. Two per core: a writer's
+/// backend spends about as long waiting (for its commit's WAL flush, for the next
+/// batch to arrive) as computing. At most a quarter of the pool: a writer holds up
+/// to two connections (one batch committing while the next begins), and API
+/// requests need the rest.
+pub fn default_ingest_writers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (2 * cores).clamp(1, crate::store::POSTGRES_POOL_SIZE as usize / 4)
 }
 
 fn parse_positive(s: &str) -> Result<usize, String> {

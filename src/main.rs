@@ -118,7 +118,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         }
     }
     let state = AppState {
-        ingest: Ingest::new(db.clone()),
+        ingest: Ingest::with_writers(db.clone(), args.ingest_writers),
         github_secrets: Arc::new(github_secrets),
         vercel_secrets: Arc::new(vercel_secrets),
         api_token: args.api_token.map(Arc::from),

@@ -10,6 +10,7 @@ mod m20261125_000004_add_deployment_lookup_keys;
 mod m20261126_000005_add_deployments_app_created;
 mod m20261201_000006_complete_deployment_record;
 mod m20261201_000007_add_deliveries_source;
+mod m20261201_000008_lighter_ingest_writes;
 mod m20261201_000010_add_deployments_status_updated;
 mod m20261201_000011_add_deployments_ready_finished;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_add_deployments_app_created::Migration),
             Box::new(m20261201_000006_complete_deployment_record::Migration),
             Box::new(m20261201_000007_add_deliveries_source::Migration),
+            Box::new(m20261201_000008_lighter_ingest_writes::Migration),
             Box::new(m20261201_000010_add_deployments_status_updated::Migration),
             Box::new(m20261201_000011_add_deployments_ready_finished::Migration),
         ]

@@ -2,7 +2,7 @@
 //! committed together with its row, in one transaction.
 //!
 //! Deliveries that arrive together share that transaction (group commit): whoever
-//! gets the writer's turn takes every delivery queued so far, reads what they can
+//! gets a writer's turn takes every delivery queued for it so far, reads what they can
 //! touch in two statements (the apps they name, locked on Postgres, then the
 //! deployment rows they could look up), applies them one after another in memory
 //! ([`super::plan`]), writes the changed rows and the ledger rows (one statement on
@@ -10,11 +10,21 @@
 //! makes the ledger insert come up short; the batch is then rolled back and done
 //! again, looking for such copies first.
 //!
+//! On Postgres there are several writers (`INGEST_WRITERS`), each with a queue and a
+//! turn of its own, so that several backends work at once. A delivery joins the
+//! queue of the writer its app's key hashes to: the repository it names, lowercased,
+//! else its Vercel project id. So deliveries about one app meet in one queue, and the
+//! writers' batches lock disjoint apps. Where the keys of one app differ (a Vercel
+//! event without repository meta, an app whose project builds another repository),
+//! two writers may hold deliveries of one app; their batches then take turns on the
+//! app's row lock, as two replicas' do, and the unique keys decide the rest.
+//!
 //! Order and repetition do not matter: a duplicate delivery id changes nothing, status
 //! only moves forward (see [`super::state`]), missing fields are only ever filled, and
 //! "createdAt" is the earliest event time seen for the deployment.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -82,19 +92,20 @@ pub struct Reprocessed {
 #[derive(Clone)]
 pub struct Ingest {
     db: DatabaseConnection,
-    writer: Arc<Writer>,
+    /// Never empty; one on SQLite.
+    writers: Arc<[Arc<Writer>]>,
 }
 
-/// The group-commit queue, and the turn to drain it: one write transaction at a
-/// time per process. SQLite has one writer at a time anyway, and queueing here
-/// rather than inside SQLite turns lock contention into an orderly queue. On
-/// Postgres, concurrent batches would mostly wait for each other's app locks and be
-/// smaller; measured, two writers did less than one (see the README's benchmark).
+/// A group-commit queue, and the turn to drain it: one write transaction at a time
+/// per writer. SQLite has one writer at a time anyway, and queueing here rather
+/// than inside SQLite turns lock contention into an orderly queue. On Postgres each
+/// writer owns a share of the apps (see the module's comment), so writers seldom
+/// wait for each other's app locks.
 struct Writer {
     turn: Arc<Semaphore>,
     queue: std::sync::Mutex<VecDeque<Queued>>,
-    /// Deliveries committed by this process.
-    committed: AtomicU64,
+    /// Deliveries committed by this process (one count shared by its writers).
+    committed: Arc<AtomicU64>,
     /// Whether recent batches held copies of recorded deliveries (a sender resending):
     /// while they do, batches look for copies before writing instead of after.
     expect_copies: AtomicBool,
@@ -144,18 +155,63 @@ impl From<DbErr> for Abort {
 }
 
 impl Ingest {
+    /// Ingest with the default number of writers
+    /// ([`crate::config::default_ingest_writers`] on Postgres, one on SQLite).
     pub fn new(db: DatabaseConnection) -> Self {
-        let writer = Arc::new(Writer {
-            turn: Arc::new(Semaphore::new(1)),
-            queue: std::sync::Mutex::new(VecDeque::new()),
-            committed: AtomicU64::new(0),
-            expect_copies: AtomicBool::new(false),
-        });
-        Self { db, writer }
+        Self::with_writers(db, None)
+    }
+
+    /// Ingest with `writers` writers on Postgres (the default when `None`); SQLite,
+    /// which writes one transaction at a time, always gets one.
+    pub fn with_writers(db: DatabaseConnection, writers: Option<usize>) -> Self {
+        let count = if db.get_database_backend() == DbBackend::Postgres {
+            writers
+                .unwrap_or_else(crate::config::default_ingest_writers)
+                .max(1)
+        } else {
+            if writers.is_some_and(|n| n > 1) {
+                tracing::info!("SQLite writes one transaction at a time: one ingest writer");
+            }
+            1
+        };
+        let committed = Arc::new(AtomicU64::new(0));
+        let writers = (0..count)
+            .map(|_| {
+                Arc::new(Writer {
+                    turn: Arc::new(Semaphore::new(1)),
+                    queue: std::sync::Mutex::new(VecDeque::new()),
+                    committed: committed.clone(),
+                    expect_copies: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        Self { db, writers }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// How many writers this ingest has.
+    pub fn writers(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// Which writer's queue a delivery joins (0 up to [`Self::writers`]): by a hash of
+    /// the repository its event names (lowercased, as apps match it), else of its
+    /// Vercel project id, else (it names no app) of its delivery id. Copies of a
+    /// delivery meet in one queue.
+    pub fn writer_of(&self, delivery: &Delivery) -> usize {
+        if self.writers.len() == 1 {
+            return 0;
+        }
+        let keys = AppKeys::of([&delivery.event]);
+        let mut hasher = DefaultHasher::new();
+        match keys.repositories.first().or(keys.projects.first()) {
+            Some(key) => key.hash(&mut hasher),
+            None => delivery.delivery_id.hash(&mut hasher),
+        }
+        (hasher.finish() % self.writers.len() as u64) as usize
     }
 
     /// Records the delivery and applies its event. Returns only once both are
@@ -163,22 +219,19 @@ impl Ingest {
     pub async fn ingest(&self, delivery: &Delivery) -> Result<Receipt, DbErr> {
         let abandoned = || Err(DbErr::Custom("the write batch was abandoned".into()));
         let (answer, mut answered) = oneshot::channel();
-        self.writer
-            .queue
-            .lock()
-            .expect("queue lock")
-            .push_back(Queued {
-                delivery: delivery.clone(),
-                since: Instant::now(),
-                answer,
-            });
+        let writer = &self.writers[self.writer_of(delivery)];
+        writer.queue.lock().expect("queue lock").push_back(Queued {
+            delivery: delivery.clone(),
+            since: Instant::now(),
+            answer,
+        });
         loop {
             tokio::select! {
                 biased;
                 receipt = &mut answered => return receipt.unwrap_or_else(|_| abandoned()),
-                turn = self.writer.turn.clone().acquire_owned() => {
+                turn = writer.turn.clone().acquire_owned() => {
                     let turn = turn.expect("the turn is never closed");
-                    let batch = self.writer.take();
+                    let batch = writer.take();
                     if batch.is_empty() {
                         // An earlier batch took this delivery and answers it when it ends.
                         drop(turn);
@@ -186,7 +239,7 @@ impl Ingest {
                     }
                     // A task of its own, so a caller that gives up (a request
                     // timeout) does not abandon the others' deliveries mid-batch.
-                    tokio::spawn(commit_batch(self.db.clone(), self.writer.clone(), batch, turn));
+                    tokio::spawn(commit_batch(self.db.clone(), writer.clone(), batch, turn));
                 }
             }
         }
@@ -197,7 +250,9 @@ impl Ingest {
     /// keeps that record unless it changes the table again, so re-running changes
     /// nothing the second time.
     pub async fn reprocess(&self, ledger_id: Uuid) -> Result<Reprocessed, DbErr> {
-        let _turn = self.writer.turn.acquire().await;
+        // The first writer's turn: on SQLite the only one; on Postgres the ledger row's
+        // and the apps' locks below are what keep this apart from the other writers.
+        let _turn = self.writers[0].turn.acquire().await;
         let txn = begin(&self.db).await?;
         // A no-op write first: on Postgres it locks the row, so two runs take turns.
         deliveries::Entity::update_many()

@@ -19,6 +19,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploy-tracker.db?mode=rwc";
 /// default) and GitHub's 10 s.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Connections in a Postgres pool (SQLite's has 4).
+pub const POSTGRES_POOL_SIZE: u32 = 16;
+
 /// Opens the pool. SQLite gets WAL, foreign keys and durable (fsync-per-commit)
 /// commits on every connection; Postgres is used as configured.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
@@ -59,7 +62,7 @@ pub fn connect_options(url: &str) -> ConnectOptions {
         // while the tables grow, until autovacuum next analyzes them: each batch of
         // the first minutes then reads whole tables.
         options
-            .max_connections(16)
+            .max_connections(POSTGRES_POOL_SIZE)
             .min_connections(1)
             .map_sqlx_postgres_opts(|opts| opts.options([("enable_seqscan", "off")]));
     }

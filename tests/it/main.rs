@@ -20,3 +20,4 @@ mod schema;
 mod stats;
 mod sweep;
 mod webhooks;
+mod writers;

@@ -147,3 +147,52 @@ async fn sqlite_enforces_the_seed_checks_and_cascade() {
     );
     assert_eq!(app.delivery_count().await, 1, "the ledger outlives the app");
 }
+
+#[tokio::test]
+async fn postgres_compresses_bodies_with_lz4_when_it_can_and_indexes_sparse_keys_by_value() {
+    let Some(app) = TestApp::try_new(Backend::Postgres).await else {
+        eprintln!("TEST_DATABASE_URL is not set; skipped");
+        return;
+    };
+    let lz4 = rows(
+        &app,
+        "SELECT ('lz4' = ANY(enumvals))::text FROM pg_settings \
+         WHERE name = 'default_toast_compression'",
+    )
+    .await;
+    let compression = rows(
+        &app,
+        "SELECT attcompression::text FROM pg_attribute \
+         WHERE attrelid = 'webhook_deliveries'::regclass AND attname = 'body'",
+    )
+    .await;
+    // Without lz4 (or before 14) the migration leaves the default, pglz.
+    let expected = if lz4.first().is_some_and(|r| r[0] == "true") {
+        "l"
+    } else {
+        ""
+    };
+    assert_eq!(compression, [[expected]]);
+
+    let indexes = rows(
+        &app,
+        "SELECT indexname::text, indexdef FROM pg_indexes \
+         WHERE schemaname = current_schema() AND tablename = 'deployments' \
+           AND indexname LIKE 'uq_deployments_%_deployment_id%' ORDER BY indexname",
+    )
+    .await;
+    let names: Vec<&str> = indexes.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "uq_deployments_github_deployment_id_set",
+            "uq_deployments_vercel_deployment_id_set"
+        ]
+    );
+    for index in &indexes {
+        assert!(
+            index[1].contains("UNIQUE") && index[1].contains("IS NOT NULL"),
+            "{index:?}"
+        );
+    }
+}
