@@ -275,8 +275,14 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub github_api: GithubApiArgs,
+
     #[command(flatten)]
     pub sweep: SweepArgs,
+    /// Write transactions ingest runs at once on Postgres, each batching the deliveries
+    /// of its share of the apps (default: two per core, at most a quarter of the
+    /// connection pool). SQLite always uses one.
+    #[arg(long, env = "INGEST_WRITERS", value_parser = parse_positive)]
+    pub ingest_writers: Option<usize>,
 }
 
 /// The sweeper's settings, shared by `serve` (its background task) and `sweep`.
@@ -349,12 +355,6 @@ impl std::fmt::Debug for VercelArgs {
             .field("vercel_timeout_ms", &self.vercel_timeout_ms)
             .finish()
     }
-
-    /// Write transactions ingest runs at once on Postgres, each batching the deliveries
-    /// of its share of the apps (default: two per core, at most a quarter of the
-    /// connection pool). SQLite always uses one.
-    #[arg(long, env = "INGEST_WRITERS", value_parser = parse_positive)]
-    pub ingest_writers: Option<usize>,
 }
 
 /// Postgres ingest writers when `INGEST_WRITERS` is not set. Two per core: a writer's
