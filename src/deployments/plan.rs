@@ -543,35 +543,14 @@ impl Snapshot {
             commit_sha: event.commit_sha.clone(),
             occurred_at: event.occurred_at,
         };
-        let i = match found {
-            Some(i) if self.rows[i].app_id != app_id => {
-                return Effect::new(
-                    Outcome::Unmatched,
-                    format!(
-                        "Vercel deployment {} is recorded for another app",
-                        event.deployment_id
-                    ),
-                );
+        let named = format!("Vercel deployment {}", event.deployment_id);
+        self.report_on(found, (app_id, environment), &report, &named, at, |row| {
+            let link = row.vercel_deployment_id.is_none();
+            if link {
+                row.vercel_deployment_id = Some(event.deployment_id.clone());
             }
-            Some(i) => i,
-            None => self.create(deployments::Model {
-                vercel_deployment_id: Some(event.deployment_id.clone()),
-                ..deployments::Model::new(
-                    app_id,
-                    environment,
-                    Status::Pending,
-                    event.occurred_at,
-                    at,
-                )
-            }),
-        };
-        let mut changed = false;
-        if self.rows[i].vercel_deployment_id.is_none() {
-            self.rows[i].vercel_deployment_id = Some(event.deployment_id.clone());
-            changed = true;
-        }
-        self.absorb(i, &report, found.is_none(), changed, at)
-            .on(app_id, self.rows[i].id)
+            link
+        })
     }
 
     fn apply_github(&mut self, event: &GithubDeployment, at: NaiveDateTime) -> Effect {
@@ -603,34 +582,45 @@ impl Snapshot {
             commit_sha: Some(event.commit_sha.clone()),
             occurred_at: event.occurred_at,
         };
+        let named = format!("GitHub deployment {}", event.deployment_id);
+        self.report_on(found, (app_id, environment), &report, &named, at, |row| {
+            let link = row.github_deployment_id.is_none();
+            if link {
+                row.github_deployment_id = Some(event.deployment_id);
+            }
+            link
+        })
+    }
+
+    /// A provider's report on the row it `found`, or on a new row: `link` records the
+    /// provider's own id on it and says whether it had to.
+    fn report_on(
+        &mut self,
+        found: Option<usize>,
+        (app_id, environment): (Uuid, Environment),
+        report: &Report,
+        named: &str,
+        at: NaiveDateTime,
+        link: impl FnOnce(&mut deployments::Model) -> bool,
+    ) -> Effect {
         let i = match found {
             Some(i) if self.rows[i].app_id != app_id => {
                 return Effect::new(
                     Outcome::Unmatched,
-                    format!(
-                        "GitHub deployment {} is recorded for another app",
-                        event.deployment_id
-                    ),
+                    format!("{named} is recorded for another app"),
                 );
             }
             Some(i) => i,
-            None => self.create(deployments::Model {
-                github_deployment_id: Some(event.deployment_id),
-                ..deployments::Model::new(
-                    app_id,
-                    environment,
-                    Status::Pending,
-                    event.occurred_at,
-                    at,
-                )
-            }),
+            None => self.create(deployments::Model::new(
+                app_id,
+                environment,
+                Status::Pending,
+                report.occurred_at,
+                at,
+            )),
         };
-        let mut changed = false;
-        if self.rows[i].github_deployment_id.is_none() {
-            self.rows[i].github_deployment_id = Some(event.deployment_id);
-            changed = true;
-        }
-        self.absorb(i, &report, found.is_none(), changed, at)
+        let changed = link(&mut self.rows[i]);
+        self.absorb(i, report, found.is_none(), changed, at)
             .on(app_id, self.rows[i].id)
     }
 
