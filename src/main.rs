@@ -118,7 +118,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         }
     }
     let state = AppState {
-        ingest: Ingest::with_writers(db.clone(), args.ingest_writers),
+        ingest: Ingest::open(db.clone(), database_url, args.ingest_writers).await?,
         github_secrets: Arc::new(github_secrets),
         vercel_secrets: Arc::new(vercel_secrets),
         api_token: args.api_token.map(Arc::from),

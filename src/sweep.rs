@@ -522,6 +522,10 @@ async fn apply(
         txn.rollback().await?;
         return Ok(None);
     }
+    if s.status == Status::Ready {
+        // It joins its environment's chain of ready rows.
+        ingest::link_previous(&txn, &[(row.app_id, row.environment, row.created_at)]).await?;
+    }
     txn.commit().await?;
     Ok(Some(Change {
         deployment_id: row.id,

@@ -13,6 +13,7 @@ mod m20261201_000007_add_deliveries_source;
 mod m20261201_000008_lighter_ingest_writes;
 mod m20261201_000010_add_deployments_status_updated;
 mod m20261201_000011_add_deployments_ready_finished;
+mod m20261202_000012_narrow_ingest_indexes;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_lighter_ingest_writes::Migration),
             Box::new(m20261201_000010_add_deployments_status_updated::Migration),
             Box::new(m20261201_000011_add_deployments_ready_finished::Migration),
+            Box::new(m20261202_000012_narrow_ingest_indexes::Migration),
         ]
     }
 }

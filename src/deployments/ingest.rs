@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use super::plan::Outcome;
-use super::plan::{AppKeys, Effect, Snapshot};
+use super::plan::{AppKeys, Effect, HEAD_WINDOW, Snapshot};
 use crate::store::deployments::{Environment, Status};
 use crate::store::{ACQUIRE_TIMEOUT, apps, deliveries, deployments};
 use crate::webhooks::{Delivery, Event, Provider, now};
@@ -92,6 +92,9 @@ pub struct Reprocessed {
 #[derive(Clone)]
 pub struct Ingest {
     db: DatabaseConnection,
+    /// What batches are written through: `db`, or on Postgres under `serve` a pool
+    /// of the writers' own (see [`Ingest::open`]).
+    write_db: DatabaseConnection,
     /// Never empty; one on SQLite.
     writers: Arc<[Arc<Writer>]>,
 }
@@ -185,7 +188,28 @@ impl Ingest {
                 })
             })
             .collect();
-        Self { db, writers }
+        Self {
+            write_db: db.clone(),
+            db,
+            writers,
+        }
+    }
+
+    /// Ingest as `serve` runs it: on Postgres, its writers write through a pool of
+    /// their own, two connections each (one batch committing while the next begins),
+    /// on which the ingest statements keep one plan
+    /// ([`crate::store::connect_ingest`]); otherwise as [`Self::with_writers`].
+    pub async fn open(
+        db: DatabaseConnection,
+        url: &str,
+        writers: Option<usize>,
+    ) -> Result<Self, DbErr> {
+        let mut ingest = Self::with_writers(db, writers);
+        if ingest.db.get_database_backend() == DbBackend::Postgres {
+            let connections = 2 * ingest.writers.len() as u32 + 1;
+            ingest.write_db = crate::store::connect_ingest(url, connections).await?;
+        }
+        Ok(ingest)
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -239,7 +263,7 @@ impl Ingest {
                     }
                     // A task of its own, so a caller that gives up (a request
                     // timeout) does not abandon the others' deliveries mid-batch.
-                    tokio::spawn(commit_batch(self.db.clone(), writer.clone(), batch, turn));
+                    tokio::spawn(commit_batch(self.write_db.clone(), writer.clone(), batch, turn));
                 }
             }
         }
@@ -276,8 +300,9 @@ impl Ingest {
         );
         let mut snapshot = read_snapshot(&txn, [&delivery.event]).await?;
         let mut effect = snapshot.apply(&delivery.event, now());
+        let relinks = snapshot.link_previous();
         write_rows(&txn, &snapshot).await?;
-        link_previous(&txn, &snapshot).await?;
+        link_previous(&txn, &relinks).await?;
         effect.reason = ledger_reason(&effect.reason);
         let keep =
             stored.outcome == Outcome::Applied.as_str() && effect.outcome != Outcome::Applied;
@@ -683,7 +708,8 @@ async fn attempt_batch(
             deployment_id,
         });
     }
-    if !write(&txn, &snapshot, ledger).await? {
+    let relinks = snapshot.link_previous();
+    if !write(&txn, &snapshot, ledger, &relinks).await? {
         txn.rollback().await?;
         return Err(Abort::Raced);
     }
@@ -759,7 +785,13 @@ async fn read_snapshot<'e>(
                 SELECT * FROM deployments d
                 WHERE d."appId" = p.app AND d.environment = 'production' AND d.status = 'ready'
                   AND d."createdAt" < p.at
-                ORDER BY d."createdAt" DESC, d.id DESC LIMIT 1) s"#;
+                ORDER BY d."createdAt" DESC, d.id DESC LIMIT 1) s
+            UNION
+            SELECT h.* FROM unnest($8::uuid[], $9::text[]) AS p(app, env)
+            CROSS JOIN LATERAL (
+                SELECT * FROM deployments d
+                WHERE d."appId" = p.app AND d.environment = p.env AND d.status = 'ready'
+                ORDER BY d."createdAt" DESC, d.id DESC LIMIT $10) h"#;
         let (apps, environments, shas): (Vec<Uuid>, Vec<String>, Vec<String>) = keys
             .commits
             .iter()
@@ -767,6 +799,11 @@ async fn read_snapshot<'e>(
             .collect();
         let (serving_apps, serving_at): (Vec<Uuid>, Vec<NaiveDateTime>) =
             keys.serving.iter().copied().unzip();
+        let (head_apps, head_environments): (Vec<Uuid>, Vec<String>) = keys
+            .heads
+            .iter()
+            .map(|(app, env)| (*app, env.as_str().to_owned()))
+            .unzip();
         let values = [
             strings(&keys.vercel_ids),
             apps.into(),
@@ -775,6 +812,9 @@ async fn read_snapshot<'e>(
             keys.github_ids.iter().copied().collect::<Vec<i64>>().into(),
             serving_apps.into(),
             serving_at.into(),
+            head_apps.into(),
+            head_environments.into(),
+            (HEAD_WINDOW as i64).into(),
         ];
         deployments::Entity::find()
             .from_raw_sql(postgres_statement(sql, values))
@@ -825,9 +865,23 @@ async fn read_snapshot<'e>(
                     .await?,
             );
         }
+        for (app_id, environment) in &keys.heads {
+            rows.extend(
+                deployments::Entity::find()
+                    .filter(Column::AppId.eq(*app_id))
+                    .filter(Column::Environment.eq(*environment))
+                    .filter(Column::Status.eq(Status::Ready))
+                    .order_by_desc(Column::CreatedAt)
+                    .order_by_desc(Column::Id)
+                    .limit(HEAD_WINDOW as u64)
+                    .all(txn)
+                    .await?,
+            );
+        }
         rows
     };
     snapshot.add_rows(rows);
+    snapshot.add_heads(keys.heads.iter().copied());
     let github = events
         .clone()
         .into_iter()
@@ -849,12 +903,16 @@ async fn read_snapshot<'e>(
     Ok(snapshot)
 }
 
-/// Works out "previousDeploymentId" again for the ready rows a run changed, and for
-/// the ready rows after them: each points at the ready row of its app and
-/// environment just before it in ("createdAt", id) order. Derived from the table as
-/// it stands, it is the same whatever order the rows arrived in.
-async fn link_previous(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<(), DbErr> {
-    let changes = snapshot.ready_changes();
+/// Works out "previousDeploymentId" again, in each (app, environment) given, for the
+/// ready rows created at or after the time given: each points at the ready row of
+/// its app and environment just before it in ("createdAt", id) order. Derived from
+/// the table as it stands, it is the same whatever order the rows arrived in. For
+/// the chains [`Snapshot::link_previous`] could not extend in memory, and for the
+/// sweeper's settlements.
+pub(crate) async fn link_previous(
+    txn: &DatabaseTransaction,
+    changes: &[(Uuid, Environment, NaiveDateTime)],
+) -> Result<(), DbErr> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -877,9 +935,9 @@ async fn link_previous(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result
         let mut environments = Vec::new();
         let mut since = Vec::new();
         for (app, env, at) in changes {
-            apps.push(app);
+            apps.push(*app);
             environments.push(env.as_str().to_owned());
-            since.push(at);
+            since.push(*at);
         }
         txn.execute_raw(postgres_statement(
             &sql,
@@ -895,7 +953,7 @@ async fn link_previous(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Sqlite,
                 &sql,
-                [app.into(), env.as_str().into(), at.into()],
+                [(*app).into(), env.as_str().into(), (*at).into()],
             ))
             .await?;
         }
@@ -931,13 +989,14 @@ async fn write(
     txn: &DatabaseTransaction,
     snapshot: &Snapshot,
     mut ledger: Vec<deliveries::Model>,
+    relinks: &[(Uuid, Environment, NaiveDateTime)],
 ) -> Result<bool, DbErr> {
     // Always in one order, so two transactions waiting on each other's ledger keys
     // cannot deadlock.
     ledger.sort_by(|a, b| (&a.provider, &a.delivery_id).cmp(&(&b.provider, &b.delivery_id)));
     if txn.get_database_backend() != DbBackend::Postgres {
         write_rows(txn, snapshot).await?;
-        link_previous(txn, snapshot).await?;
+        link_previous(txn, relinks).await?;
         return insert_ledger(txn, ledger).await;
     }
     // On Postgres, both in one statement of one text whatever the batch's size: the
@@ -997,7 +1056,7 @@ ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
     if inserted != expected {
         return Ok(false);
     }
-    link_previous(txn, snapshot).await?;
+    link_previous(txn, relinks).await?;
     Ok(true)
 }
 

@@ -7,7 +7,7 @@
 //! thus costs a handful of statements instead of a handful per delivery, and this
 //! module, the part with the rules in it, needs no database to test.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 use uuid::Uuid;
@@ -146,6 +146,9 @@ pub struct RowKeys {
     pub commits: Vec<(Uuid, Environment, String)>,
     /// (app, time): the newest ready production row created before that time.
     pub serving: Vec<(Uuid, NaiveDateTime)>,
+    /// (app, environment): its newest ready rows, up to [`HEAD_WINDOW`] of them, among
+    /// which a row made ready finds its place (see [`Snapshot::link_previous`]).
+    pub heads: BTreeSet<(Uuid, Environment)>,
 }
 
 impl RowKeys {
@@ -154,6 +157,7 @@ impl RowKeys {
             && self.github_ids.is_empty()
             && self.commits.is_empty()
             && self.serving.is_empty()
+            && self.heads.is_empty()
     }
 
     fn commit(&mut self, app_id: Uuid, environment: Environment, sha: &str) {
@@ -178,6 +182,12 @@ pub struct Snapshot {
     rows: Vec<deployments::Model>,
     /// Parallel to `rows`: created or changed by this run, so to be written.
     touched: Vec<bool>,
+    /// Parallel to `rows`: where the row stood in its chain of ready rows when read
+    /// (app, environment, "createdAt"); `None` for a row that was not ready, or not
+    /// there.
+    was_ready: Vec<Option<(Uuid, Environment, NaiveDateTime)>>,
+    /// The pairs whose newest ready rows were read ([`RowKeys::heads`]).
+    heads: BTreeSet<(Uuid, Environment)>,
 }
 
 impl Snapshot {
@@ -209,26 +219,29 @@ impl Snapshot {
                 }
                 Event::Vercel(vercel) => {
                     keys.vercel_ids.insert(vercel.deployment_id.clone());
-                    if let (Ok((app, environment)), Some(sha)) =
-                        (self.vercel_target(vercel), &vercel.commit_sha)
-                    {
-                        keys.commit(app.id, environment, sha);
+                    if let Ok((app, environment)) = self.vercel_target(vercel) {
+                        keys.heads.insert((app.id, environment));
+                        if let Some(sha) = &vercel.commit_sha {
+                            keys.commit(app.id, environment, sha);
+                        }
                     }
                 }
                 Event::GithubDeployment(github) => {
                     keys.github_ids.insert(github.deployment_id);
                     if let Ok((app, environment)) = self.github_target(github) {
+                        keys.heads.insert((app.id, environment));
                         keys.commit(app.id, environment, &github.commit_sha);
                     }
                 }
                 Event::Rollback(rollback) => {
                     keys.vercel_ids.insert(rollback.to.clone());
-                    if rollback.promoted
-                        && let Some(app) = self.apps.iter().find(|app| {
-                            app.vercel_project_id.as_deref() == Some(rollback.project_id.as_str())
-                        })
-                    {
-                        keys.serving.push((app.id, rollback.occurred_at));
+                    if let Some(app) = self.apps.iter().find(|app| {
+                        app.vercel_project_id.as_deref() == Some(rollback.project_id.as_str())
+                    }) {
+                        keys.heads.insert((app.id, Environment::Production));
+                        if rollback.promoted {
+                            keys.serving.push((app.id, rollback.occurred_at));
+                        }
                     }
                 }
                 Event::Ignored(_) | Event::Malformed(_) => {}
@@ -241,10 +254,22 @@ impl Snapshot {
     pub fn add_rows(&mut self, rows: impl IntoIterator<Item = deployments::Model>) {
         for row in rows {
             if !self.rows.iter().any(|held| held.id == row.id) {
+                self.was_ready
+                    .push((row.status == Status::Ready).then_some((
+                        row.app_id,
+                        row.environment,
+                        row.created_at,
+                    )));
                 self.rows.push(row);
                 self.touched.push(false);
             }
         }
+    }
+
+    /// Notes that the newest ready rows of each of these pairs, up to [`HEAD_WINDOW`],
+    /// were read along with the rest (fewer when the pair has fewer).
+    pub fn add_heads(&mut self, heads: impl IntoIterator<Item = (Uuid, Environment)>) {
+        self.heads.extend(heads);
     }
 
     /// Vercel ids of held rows whose rollback rows were not looked up: a GitHub
@@ -454,6 +479,7 @@ impl Snapshot {
     fn create(&mut self, row: deployments::Model) -> usize {
         self.rows.push(row);
         self.touched.push(true);
+        self.was_ready.push(None);
         self.rows.len() - 1
     }
 
@@ -890,23 +916,100 @@ impl Snapshot {
             .map(|(i, _)| i)
     }
 
-    /// The (app, environment) pairs whose chain of ready rows this run changed, each
-    /// with the earliest "createdAt" changed: from there on, "previousDeploymentId"
-    /// is worked out again by the database (see ingest's `link_previous`).
-    pub fn ready_changes(&self) -> Vec<(Uuid, Environment, NaiveDateTime)> {
-        let mut changes: Vec<(Uuid, Environment, NaiveDateTime)> = Vec::new();
-        for row in self.touched().filter(|row| row.status == Status::Ready) {
-            match changes
-                .iter_mut()
-                .find(|(app, env, _)| *app == row.app_id && *env == row.environment)
-            {
-                Some((_, _, since)) => *since = (*since).min(row.created_at),
-                None => changes.push((row.app_id, row.environment, row.created_at)),
+    /// Sets "previousDeploymentId" where this run changed a chain of ready rows, wherever
+    /// that needs nothing more from the database: each ready row points at the ready
+    /// row of its app and environment just before it in ("createdAt", id) order.
+    ///
+    /// In a pair whose newest ready rows were read ([`RowKeys::heads`], up to
+    /// [`HEAD_WINDOW`] of them), rows made ready after the oldest of those are put in
+    /// their place in memory, and the links of the rows after them follow. The usual
+    /// case: a deployment finishes after the ones before it, or shortly before one
+    /// that started earlier.
+    ///
+    /// Returns the pairs whose chain changed otherwise (a row made ready before that
+    /// window, a ready row whose "createdAt" moved, a pair whose newest rows were not
+    /// read), each with the earliest "createdAt" changed: from there on the database
+    /// works the links out again (ingest's `link_previous`). Either way the links are
+    /// what the table's ready rows imply, whatever order they arrived in.
+    pub fn link_previous(&mut self) -> Vec<(Uuid, Environment, NaiveDateTime)> {
+        #[derive(Default)]
+        struct Pair {
+            joined: Vec<usize>,
+            relink_since: Option<NaiveDateTime>,
+        }
+        let mut pairs: BTreeMap<(Uuid, Environment), Pair> = BTreeMap::new();
+        for (i, row) in self.rows.iter().enumerate() {
+            if !self.touched[i] {
+                continue;
+            }
+            let now_ready = (row.status == Status::Ready).then_some((
+                row.app_id,
+                row.environment,
+                row.created_at,
+            ));
+            match (self.was_ready[i], now_ready) {
+                (before, now) if before == now => {}
+                (None, Some((app, env, _))) => pairs.entry((app, env)).or_default().joined.push(i),
+                (before, now) => {
+                    for (app, env, at) in before.into_iter().chain(now) {
+                        let since = &mut pairs.entry((app, env)).or_default().relink_since;
+                        *since = Some(since.map_or(at, |since| since.min(at)));
+                    }
+                }
             }
         }
-        changes
+        let mut relinks = Vec::new();
+        for (
+            pair,
+            Pair {
+                joined,
+                relink_since,
+            },
+        ) in pairs
+        {
+            let key = |i: usize| (self.rows[i].created_at, self.rows[i].id);
+            let earliest = joined.iter().map(|&i| self.rows[i].created_at).min();
+            // The pair's ready rows as read, newest first: the window the heads
+            // lookup read, and any older ones other lookups did.
+            let mut held: Vec<usize> = (0..self.rows.len())
+                .filter(|&i| matches!(self.was_ready[i], Some((app, env, _)) if (app, env) == pair))
+                .collect();
+            held.sort_by_key(|&i| std::cmp::Reverse(key(i)));
+            held.truncate(HEAD_WINDOW);
+            // Every ready row of the pair, when fewer than a window's worth were read.
+            let whole = held.len() < HEAD_WINDOW;
+            let oldest = held.last().copied().filter(|_| !whole);
+            let fits = joined
+                .iter()
+                .all(|&i| oldest.is_none_or(|o| key(o) < key(i)));
+            if relink_since.is_some() || !self.heads.contains(&pair) || !fits {
+                let since = relink_since.into_iter().chain(earliest).min();
+                relinks.extend(since.map(|since| (pair.0, pair.1, since)));
+                continue;
+            }
+            let mut chain: Vec<usize> = held.into_iter().chain(joined).collect();
+            chain.sort_by_key(|&i| key(i));
+            // The oldest of a window keeps its link: nothing joined before it.
+            let mut previous = if whole {
+                None
+            } else {
+                chain.first().map(|&i| self.rows[i].id)
+            };
+            for &i in chain.iter().skip(usize::from(!whole)) {
+                if self.rows[i].previous_deployment_id != previous {
+                    self.rows[i].previous_deployment_id = previous;
+                    self.touched[i] = true;
+                }
+                previous = Some(self.rows[i].id);
+            }
+        }
+        relinks
     }
 }
+
+/// How many of a pair's newest ready rows ingest reads with a batch (see
+/// [`Snapshot::link_previous`]).
+pub const HEAD_WINDOW: usize = 4;
 
 /// Which provider reported a fact. Where both report one (a URL, the logs, who
 /// triggered it), Vercel's word replaces GitHub's and GitHub's only fills a gap, so
@@ -953,6 +1056,8 @@ fn environment_for_branch(app: &apps::Model, branch: &str) -> Option<Environment
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use chrono::{DateTime, NaiveDateTime};
 
     use super::*;
@@ -1338,5 +1443,104 @@ mod tests {
         let effect = s.apply(&Event::Vercel(vercel(Status::Building, "dpl_1", 4)), at(5));
         assert_eq!(effect.deployment_id, Some(row.id));
         assert_eq!(s.touched().map(|r| r.id).collect::<Vec<_>>(), [row.id]);
+    }
+
+    /// Every small chain: `existing` ready rows (the newest [`HEAD_WINDOW`] of them
+    /// read, as ingest reads them) and rows made ready at every place in it, ties of
+    /// "createdAt" included. Wherever the links are set in memory they must be the
+    /// whole chain's links, and no row left unread may need another; elsewhere the
+    /// database is asked to relink from the earliest change.
+    #[test]
+    fn links_made_in_memory_are_the_whole_chains_links() {
+        let app_id = Uuid::from_u128(1);
+        let env = Environment::Production;
+        let ready_row = |id: u128, slot: i64| deployments::Model {
+            id: Uuid::from_u128(id),
+            ..deployments::Model::new(app_id, env, Status::Ready, at(10 * slot), at(0))
+        };
+        let mut in_memory = 0;
+        for existing in 0..=6_i64 {
+            let mut chain: Vec<deployments::Model> = (0..existing)
+                .map(|k| ready_row(100 + k as u128, 2 * k))
+                .collect();
+            for k in 1..chain.len() {
+                chain[k].previous_deployment_id = Some(chain[k - 1].id);
+            }
+            let slots = 0..=2 * existing;
+            let mut joins: Vec<Vec<(u128, i64)>> = Vec::new();
+            for a in slots.clone() {
+                joins.push(vec![(50, a)]);
+                joins.push(vec![(200, a)]);
+                for b in slots.clone() {
+                    joins.push(vec![(50, a), (201, b)]);
+                }
+            }
+            for joined in joins {
+                let mut s = Snapshot::new(vec![app(1, "acme/shop", None)]);
+                let window = chain.len().saturating_sub(HEAD_WINDOW);
+                s.add_rows(chain[window..].iter().cloned());
+                s.add_heads([(app_id, env)]);
+                for &(id, slot) in &joined {
+                    let mut row = ready_row(id, slot);
+                    row.status = Status::Building;
+                    s.add_rows([row]);
+                    let i = s.rows.len() - 1;
+                    s.rows[i].status = Status::Ready;
+                    s.touched[i] = true;
+                }
+                let relinks = s.link_previous();
+                let mut expected: Vec<deployments::Model> = chain.clone();
+                expected.extend(joined.iter().map(|&(id, slot)| ready_row(id, slot)));
+                expected.sort_by_key(|row| (row.created_at, row.id));
+                let previous: HashMap<Uuid, Option<Uuid>> = expected
+                    .iter()
+                    .enumerate()
+                    .map(|(k, row)| (row.id, k.checked_sub(1).map(|p| expected[p].id)))
+                    .collect();
+                // A full window's oldest row may have more before it: rows made ready
+                // must come after it.
+                let oldest_read = (chain.len() >= HEAD_WINDOW)
+                    .then(|| (chain[window].created_at, chain[window].id));
+                let fits = joined
+                    .iter()
+                    .all(|&(id, slot)| oldest_read < Some((at(10 * slot), Uuid::from_u128(id))));
+                let case = format!("{existing} ready, joined {joined:?}");
+                if fits {
+                    assert!(relinks.is_empty(), "{case}: set in memory");
+                    in_memory += 1;
+                    for row in &s.rows {
+                        assert_eq!(
+                            row.previous_deployment_id, previous[&row.id],
+                            "{case}: {}",
+                            row.id
+                        );
+                    }
+                    for row in &chain[..window] {
+                        assert_eq!(
+                            row.previous_deployment_id, previous[&row.id],
+                            "{case}: unread {}",
+                            row.id
+                        );
+                    }
+                } else {
+                    let earliest = joined.iter().map(|&(_, slot)| at(10 * slot)).min().unwrap();
+                    assert_eq!(relinks, [(app_id, env, earliest)], "{case}");
+                }
+            }
+        }
+        assert!(in_memory > 100, "{in_memory} cases set in memory");
+    }
+
+    #[test]
+    fn a_pair_whose_newest_rows_were_not_read_is_relinked_by_the_database() {
+        let mut s = shop();
+        let app_id = s.apps[0].id;
+        let row =
+            deployments::Model::new(app_id, Environment::Staging, Status::Ready, at(5), at(5));
+        let i = s.create(row);
+        assert_eq!(s.link_previous(), [(app_id, Environment::Staging, at(5))]);
+        assert_eq!(s.rows[i].previous_deployment_id, None);
+        s.add_heads([(app_id, Environment::Staging)]);
+        assert_eq!(s.link_previous(), []);
     }
 }

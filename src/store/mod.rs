@@ -39,6 +39,24 @@ pub async fn open(url: &str) -> Result<DatabaseConnection, DbErr> {
 /// The pool settings [`connect`] uses, for callers that add their own (tests set a
 /// schema search path).
 pub fn connect_options(url: &str) -> ConnectOptions {
+    options_with(url, &[])
+}
+
+/// Opens the pool ingest's writers write through, on Postgres: `connections` of
+/// them, on which statements are planned once per connection and the plan kept
+/// (`plan_cache_mode = force_generic_plan`). Ingest runs a handful of statements
+/// whose texts never change, with arrays for parameters; left to choose, Postgres
+/// plans the read of a batch's rows afresh for each batch, which costs more than
+/// running it. The other queries keep the pool [`connect`] opens, where plans fit
+/// their parameters (partial indexes, ranges).
+pub async fn connect_ingest(url: &str, connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = options_with(url, &[("plan_cache_mode", "force_generic_plan")]);
+    options.max_connections(connections);
+    Database::connect(options).await
+}
+
+fn options_with(url: &str, settings: &[(&'static str, &'static str)]) -> ConnectOptions {
+    let settings = settings.to_vec();
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(ACQUIRE_TIMEOUT)
@@ -64,7 +82,9 @@ pub fn connect_options(url: &str) -> ConnectOptions {
         options
             .max_connections(POSTGRES_POOL_SIZE)
             .min_connections(1)
-            .map_sqlx_postgres_opts(|opts| opts.options([("enable_seqscan", "off")]));
+            .map_sqlx_postgres_opts(move |opts| {
+                opts.options([("enable_seqscan", "off")].iter().chain(&settings).copied())
+            });
     }
     options
 }

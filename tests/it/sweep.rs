@@ -423,6 +423,42 @@ async fn vercel_ready_settles_the_row_as_the_webhook_would(app: TestApp) {
     );
 }
 
+db_test!(a_row_vercel_reports_ready_joins_its_chain_of_ready_rows);
+async fn a_row_vercel_reports_ready_joins_its_chain_of_ready_rows(app: TestApp) {
+    let app_id = app_id(&app).await;
+    // Ready rows created before and after the stuck one, linked as ingest links them.
+    let earlier = row(&app, app_id, Status::Ready, t0() - minutes(60), None).await;
+    let later = deployments::ActiveModel::from(deployments::Model {
+        previous_deployment_id: Some(earlier.id),
+        ..deployments::Model::new(
+            app_id,
+            Environment::Staging,
+            Status::Ready,
+            t0() - minutes(20),
+            t0() - minutes(15),
+        )
+    })
+    .insert(&app.db)
+    .await
+    .unwrap();
+    let stuck = t0() - minutes(45);
+    let before = row(&app, app_id, Status::Building, stuck, Some("dpl_one")).await;
+    let vercel = FakeVercel::start(vec![vercel_deployment("dpl_one", "READY")], None).await;
+    let report = sweep::run_once(&app.db, &vercel.sweeper("30m"), t0())
+        .await
+        .unwrap();
+    assert_eq!(report.changes.len(), 1);
+    let after = reread(&app, before.id).await;
+    assert_eq!(after.status, Status::Ready);
+    assert!(earlier.created_at < before.created_at && before.created_at < later.created_at);
+    assert_eq!(after.previous_deployment_id, Some(earlier.id));
+    assert_eq!(
+        reread(&app, later.id).await.previous_deployment_id,
+        Some(after.id),
+        "the row after it now follows it"
+    );
+}
+
 db_test!(vercel_building_keeps_the_row);
 async fn vercel_building_keeps_the_row(app: TestApp) {
     let app_id = app_id(&app).await;
