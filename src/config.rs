@@ -279,8 +279,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub sweep: SweepArgs,
     /// Write transactions ingest runs at once on Postgres, each batching the deliveries
-    /// of its share of the apps (default: two per core, at most a quarter of the
-    /// connection pool). SQLite always uses one.
+    /// of its share of the apps (default: one per two cores, at least one). SQLite
+    /// always uses one.
     #[arg(long, env = "INGEST_WRITERS", value_parser = parse_positive)]
     pub ingest_writers: Option<usize>,
 }
@@ -357,14 +357,15 @@ impl std::fmt::Debug for VercelArgs {
     }
 }
 
-/// Postgres ingest writers when `INGEST_WRITERS` is not set. Two per core: a writer's
-/// backend spends about as long waiting (for its commit's WAL flush, for the next
-/// batch to arrive) as computing. At most a quarter of the pool: a writer holds up
-/// to two connections (one batch committing while the next begins), and API
-/// requests need the rest.
+/// Postgres ingest writers when `INGEST_WRITERS` is not set: one per two cores, at
+/// least one. Each writer's batch keeps a Postgres backend and about half of one of
+/// this process's threads busy, and the fewer the writers the larger their batches:
+/// a batch costs Postgres about 1.1 ms of CPU whatever its size, plus about 175 µs a
+/// delivery (measured at c = 32 on 2 cores, README's benchmark section), so on 2 cores
+/// one writer answers more deliveries a second than two or four.
 pub fn default_ingest_writers() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (2 * cores).clamp(1, crate::store::POSTGRES_POOL_SIZE as usize / 4)
+    (cores / 2).max(1)
 }
 
 fn parse_positive(s: &str) -> Result<usize, String> {
