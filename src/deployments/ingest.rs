@@ -865,15 +865,26 @@ async fn read_snapshot<'e>(
                     .await?,
             );
         }
-        for (app_id, environment) in &keys.heads {
+        // Every pair's newest ready rows in one statement: each statement costs a hop
+        // to sqlx's SQLite thread, more than an index probe.
+        if !keys.heads.is_empty() {
+            let arm = format!(
+                r#"SELECT * FROM (SELECT * FROM deployments
+                WHERE "appId" = ? AND environment = ? AND status = 'ready'
+                ORDER BY "createdAt" DESC, id DESC LIMIT {HEAD_WINDOW})"#
+            );
+            let sql = vec![arm; keys.heads.len()].join(" UNION ALL ");
+            let values = keys
+                .heads
+                .iter()
+                .flat_map(|(app, env)| [(*app).into(), env.as_str().into()]);
             rows.extend(
                 deployments::Entity::find()
-                    .filter(Column::AppId.eq(*app_id))
-                    .filter(Column::Environment.eq(*environment))
-                    .filter(Column::Status.eq(Status::Ready))
-                    .order_by_desc(Column::CreatedAt)
-                    .order_by_desc(Column::Id)
-                    .limit(HEAD_WINDOW as u64)
+                    .from_raw_sql(Statement::from_sql_and_values(
+                        DbBackend::Sqlite,
+                        sql,
+                        values,
+                    ))
                     .all(txn)
                     .await?,
             );
