@@ -45,6 +45,18 @@ async fn execute_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result
     Ok(())
 }
 
+/// Runs each statement in order on Postgres; on SQLite does nothing (for the
+/// migrations that only tune what Postgres stores or indexes).
+async fn execute_on_postgres(
+    manager: &SchemaManager<'_>,
+    statements: &[&str],
+) -> Result<(), DbErr> {
+    if !is_postgres(manager) {
+        return Ok(());
+    }
+    execute_all(manager, statements).await
+}
+
 fn is_postgres(manager: &SchemaManager<'_>) -> bool {
     manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres
 }

@@ -6,7 +6,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::{execute_all, is_postgres};
+use crate::execute_on_postgres;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -36,10 +36,7 @@ END $$"#;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if !is_postgres(manager) {
-            return Ok(());
-        }
-        execute_all(
+        execute_on_postgres(
             manager,
             &[
                 BODY_LZ4,
@@ -55,10 +52,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if !is_postgres(manager) {
-            return Ok(());
-        }
-        execute_all(
+        execute_on_postgres(
             manager,
             &[
                 r#"CREATE UNIQUE INDEX uq_deployments_github_deployment_id ON deployments("githubDeploymentId")"#,

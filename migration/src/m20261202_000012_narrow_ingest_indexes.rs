@@ -17,7 +17,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::{execute_all, is_postgres};
+use crate::execute_on_postgres;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -25,10 +25,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if !is_postgres(manager) {
-            return Ok(());
-        }
-        execute_all(
+        execute_on_postgres(
             manager,
             &[
                 "DROP INDEX idx_deployments_status_updated",
@@ -42,10 +39,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if !is_postgres(manager) {
-            return Ok(());
-        }
-        execute_all(
+        execute_on_postgres(
             manager,
             &[
                 "ALTER TABLE webhook_deliveries RESET (toast_tuple_target)",
