@@ -14,6 +14,7 @@ mod m20261201_000008_lighter_ingest_writes;
 mod m20261201_000010_add_deployments_status_updated;
 mod m20261201_000011_add_deployments_ready_finished;
 mod m20261202_000012_narrow_ingest_indexes;
+mod m20261202_000013_add_deployments_ready_created;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_add_deployments_status_updated::Migration),
             Box::new(m20261201_000011_add_deployments_ready_finished::Migration),
             Box::new(m20261202_000012_narrow_ingest_indexes::Migration),
+            Box::new(m20261202_000013_add_deployments_ready_created::Migration),
         ]
     }
 }

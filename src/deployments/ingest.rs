@@ -727,6 +727,41 @@ async fn attempt_batch(
     Ok((receipts, copies))
 }
 
+/// The batch's lookup on Postgres: every deployment row a batch's events could touch,
+/// in one statement of one text for any batch (arrays, not lists of parameters). The
+/// arms: rows by Vercel id, rollback rows naming those ids, rows by GitHub deployment
+/// id, rows by (app, environment, commit), for each promotion the production row it
+/// replaces, and each (app, environment)'s newest `$10` ready rows. Public so that
+/// the plan test can `EXPLAIN` what ingest runs.
+pub const LOOKUP_POSTGRES: &str = r#"SELECT * FROM deployments WHERE "vercelDeploymentId" = ANY($1)
+    UNION ALL
+    SELECT * FROM deployments WHERE "rollbackTo" = ANY($1)
+    UNION ALL
+    SELECT * FROM deployments WHERE "githubDeploymentId" = ANY($5)
+    UNION ALL
+    SELECT d.* FROM unnest($2::uuid[], $3::text[], $4::text[]) AS k(app, env, sha)
+    JOIN deployments d
+      ON d."appId" = k.app AND d.environment = k.env AND d."githubCommitSha" = k.sha
+    UNION ALL
+    SELECT s.* FROM unnest($6::uuid[], $7::timestamp[]) AS p(app, at)
+    CROSS JOIN LATERAL (
+        SELECT * FROM deployments d
+        WHERE d."appId" = p.app AND d.environment = 'production' AND d.status = 'ready'
+          AND d."createdAt" < p.at
+        ORDER BY d."createdAt" DESC, d.id DESC LIMIT 1) s
+    UNION ALL
+    SELECT h.* FROM unnest($8::uuid[], $9::text[]) AS p(app, env)
+    CROSS JOIN LATERAL (
+        SELECT * FROM deployments d
+        WHERE d."appId" = p.app AND d.environment = p.env AND d.status = 'ready'
+        ORDER BY d."createdAt" DESC, d.id DESC LIMIT $10) h"#;
+
+/// On SQLite, one (app, environment)'s newest ready rows; a batch joins one such arm
+/// per pair with `UNION ALL`. The literal status lets SQLite use the partial index.
+pub const NEWEST_READY_SQLITE: &str = r#"SELECT * FROM (SELECT * FROM deployments
+    WHERE "appId" = ? AND environment = ? AND status = 'ready'
+    ORDER BY "createdAt" DESC, id DESC LIMIT ?)"#;
+
 /// Reads what `events` can touch: the apps they name, locked on Postgres in id order
 /// (so that concurrent transactions queue instead of deadlocking), then every
 /// deployment row they could look up.
@@ -769,29 +804,8 @@ async fn read_snapshot<'e>(
         return Ok(snapshot);
     }
     let rows = if postgres {
-        // Arms whose arrays are empty cost an index probe each.
-        let sql = r#"SELECT * FROM deployments WHERE "vercelDeploymentId" = ANY($1)
-            UNION
-            SELECT * FROM deployments WHERE "rollbackTo" = ANY($1)
-            UNION
-            SELECT * FROM deployments WHERE "githubDeploymentId" = ANY($5)
-            UNION
-            SELECT d.* FROM unnest($2::uuid[], $3::text[], $4::text[]) AS k(app, env, sha)
-            JOIN deployments d
-              ON d."appId" = k.app AND d.environment = k.env AND d."githubCommitSha" = k.sha
-            UNION
-            SELECT s.* FROM unnest($6::uuid[], $7::timestamp[]) AS p(app, at)
-            CROSS JOIN LATERAL (
-                SELECT * FROM deployments d
-                WHERE d."appId" = p.app AND d.environment = 'production' AND d.status = 'ready'
-                  AND d."createdAt" < p.at
-                ORDER BY d."createdAt" DESC, d.id DESC LIMIT 1) s
-            UNION
-            SELECT h.* FROM unnest($8::uuid[], $9::text[]) AS p(app, env)
-            CROSS JOIN LATERAL (
-                SELECT * FROM deployments d
-                WHERE d."appId" = p.app AND d.environment = p.env AND d.status = 'ready'
-                ORDER BY d."createdAt" DESC, d.id DESC LIMIT $10) h"#;
+        // Arms whose arrays are empty cost an index probe each. A row two arms find
+        // comes twice and is held once: cheaper than Postgres comparing whole rows.
         let (apps, environments, shas): (Vec<Uuid>, Vec<String>, Vec<String>) = keys
             .commits
             .iter()
@@ -817,7 +831,7 @@ async fn read_snapshot<'e>(
             (HEAD_WINDOW as i64).into(),
         ];
         deployments::Entity::find()
-            .from_raw_sql(postgres_statement(sql, values))
+            .from_raw_sql(postgres_statement(LOOKUP_POSTGRES, values))
             .all(txn)
             .await?
     } else {
@@ -868,16 +882,14 @@ async fn read_snapshot<'e>(
         // Every pair's newest ready rows in one statement: each statement costs a hop
         // to sqlx's SQLite thread, more than an index probe.
         if !keys.heads.is_empty() {
-            let arm = format!(
-                r#"SELECT * FROM (SELECT * FROM deployments
-                WHERE "appId" = ? AND environment = ? AND status = 'ready'
-                ORDER BY "createdAt" DESC, id DESC LIMIT {HEAD_WINDOW})"#
-            );
-            let sql = vec![arm; keys.heads.len()].join(" UNION ALL ");
-            let values = keys
-                .heads
-                .iter()
-                .flat_map(|(app, env)| [(*app).into(), env.as_str().into()]);
+            let sql = vec![NEWEST_READY_SQLITE; keys.heads.len()].join(" UNION ALL ");
+            let values = keys.heads.iter().flat_map(|(app, env)| {
+                [
+                    (*app).into(),
+                    env.as_str().into(),
+                    (HEAD_WINDOW as i64).into(),
+                ]
+            });
             rows.extend(
                 deployments::Entity::find()
                     .from_raw_sql(Statement::from_sql_and_values(
