@@ -205,6 +205,8 @@ async fn postgres_compresses_bodies_with_lz4_when_it_can_and_indexes_sparse_keys
 async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: TestApp) {
     use chrono::{Duration, NaiveDate};
     use deploy_tracker::deployments::ingest::{LOOKUP_POSTGRES, NEWEST_READY_SQLITE};
+    use deploy_tracker::deployments::plan::HEAD_WINDOW;
+    use deploy_tracker::simulate::SimApp;
     use deploy_tracker::store::deployments::{self, Environment, Status};
     use sea_orm::{ActiveValue::Set, EntityTrait, Value};
 
@@ -212,13 +214,7 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
     // ten failed.
     let mut apps = Vec::new();
     for n in 0..8 {
-        let id = app
-            .register(serde_json::json!({
-                "name": format!("app-{n}"),
-                "githubRepo": format!("acme/app-{n}"),
-                "vercelProjectId": format!("prj_app{n:0>24}"),
-            }))
-            .await;
+        let id = app.register(SimApp::numbered(n).registration()).await;
         apps.push(id.parse::<uuid::Uuid>().unwrap());
     }
     let app_id = apps[3];
@@ -273,12 +269,16 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
                 vec![start + Duration::minutes(3_000)].into(),
                 vec![app_id].into(),
                 vec!["production".to_owned()].into(),
-                4i64.into(),
+                (HEAD_WINDOW as i64).into(),
             ],
         ),
         Backend::Sqlite => (
             format!("EXPLAIN QUERY PLAN {NEWEST_READY_SQLITE}"),
-            vec![app_id.into(), "production".into(), 4i64.into()],
+            vec![
+                app_id.into(),
+                "production".into(),
+                (HEAD_WINDOW as i64).into(),
+            ],
         ),
     };
     let plan = app
