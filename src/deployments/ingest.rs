@@ -757,7 +757,8 @@ pub const LOOKUP_POSTGRES: &str = r#"SELECT * FROM deployments WHERE "vercelDepl
         ORDER BY d."createdAt" DESC, d.id DESC LIMIT $10) h"#;
 
 /// On SQLite, one (app, environment)'s newest ready rows; a batch joins one such arm
-/// per pair with `UNION ALL`. The literal status lets SQLite use the partial index.
+/// per pair to its other lookups with `UNION ALL`. The literal status lets SQLite use
+/// the partial index.
 pub const NEWEST_READY_SQLITE: &str = r#"SELECT * FROM (SELECT * FROM deployments
     WHERE "appId" = ? AND environment = ? AND status = 'ready'
     ORDER BY "createdAt" DESC, id DESC LIMIT ?)"#;
@@ -857,11 +858,36 @@ async fn read_snapshot<'e>(
                     .add(Column::GithubCommitSha.eq(sha.as_str())),
             );
         }
-        let mut rows = if candidates.is_empty() {
+        // The candidates and every pair's newest ready rows in one statement: each
+        // statement costs a hop to sqlx's SQLite thread, more than an index probe.
+        let mut arms: Vec<String> = Vec::new();
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        if !candidates.is_empty() {
+            let (sql, candidate_values) = sea_orm::sea_query::Query::select()
+                .column(sea_orm::sea_query::Asterisk)
+                .from(deployments::Entity)
+                .cond_where(candidates)
+                .build(sea_orm::sea_query::SqliteQueryBuilder);
+            arms.push(sql);
+            values.extend(candidate_values.0);
+        }
+        for (app, env) in &keys.heads {
+            arms.push(NEWEST_READY_SQLITE.to_owned());
+            values.extend([
+                (*app).into(),
+                env.as_str().into(),
+                (HEAD_WINDOW as i64).into(),
+            ]);
+        }
+        let mut rows = if arms.is_empty() {
             Vec::new()
         } else {
             deployments::Entity::find()
-                .filter(candidates)
+                .from_raw_sql(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    arms.join(" UNION ALL "),
+                    values,
+                ))
                 .all(txn)
                 .await?
         };
@@ -876,28 +902,6 @@ async fn read_snapshot<'e>(
                     .order_by_desc(Column::CreatedAt)
                     .order_by_desc(Column::Id)
                     .one(txn)
-                    .await?,
-            );
-        }
-        // Every pair's newest ready rows in one statement: each statement costs a hop
-        // to sqlx's SQLite thread, more than an index probe.
-        if !keys.heads.is_empty() {
-            let sql = vec![NEWEST_READY_SQLITE; keys.heads.len()].join(" UNION ALL ");
-            let values = keys.heads.iter().flat_map(|(app, env)| {
-                [
-                    (*app).into(),
-                    env.as_str().into(),
-                    (HEAD_WINDOW as i64).into(),
-                ]
-            });
-            rows.extend(
-                deployments::Entity::find()
-                    .from_raw_sql(Statement::from_sql_and_values(
-                        DbBackend::Sqlite,
-                        sql,
-                        values,
-                    ))
-                    .all(txn)
                     .await?,
             );
         }

@@ -147,7 +147,9 @@ pub struct RowKeys {
     /// (app, time): the newest ready production row created before that time.
     pub serving: Vec<(Uuid, NaiveDateTime)>,
     /// (app, environment): its newest ready rows, up to [`HEAD_WINDOW`] of them, among
-    /// which a row made ready finds its place (see [`Snapshot::link_previous`]).
+    /// which a row made ready finds its place (see [`Snapshot::link_previous`]); only
+    /// for events that report a deployment ready or promote one, as no other can add
+    /// a row to a pair's chain (a pair changed otherwise is linked by the database).
     pub heads: BTreeSet<(Uuid, Environment)>,
 }
 
@@ -220,7 +222,9 @@ impl Snapshot {
                 Event::Vercel(vercel) => {
                     keys.vercel_ids.insert(vercel.deployment_id.clone());
                     if let Ok((app, environment)) = self.vercel_target(vercel) {
-                        keys.heads.insert((app.id, environment));
+                        if vercel.status == Status::Ready {
+                            keys.heads.insert((app.id, environment));
+                        }
                         if let Some(sha) = &vercel.commit_sha {
                             keys.commit(app.id, environment, sha);
                         }
@@ -229,7 +233,9 @@ impl Snapshot {
                 Event::GithubDeployment(github) => {
                     keys.github_ids.insert(github.deployment_id);
                     if let Ok((app, environment)) = self.github_target(github) {
-                        keys.heads.insert((app.id, environment));
+                        if github.status == Status::Ready {
+                            keys.heads.insert((app.id, environment));
+                        }
                         keys.commit(app.id, environment, &github.commit_sha);
                     }
                 }
@@ -1421,6 +1427,10 @@ mod tests {
                 (id, Environment::Staging, SHA.to_owned()),
             ]
         );
+        assert_eq!(rows.heads, [(id, Environment::Production)].into());
+        // Only an event that can make a row ready needs the pair's newest ready rows.
+        let building = shop().row_keys(&[Event::Vercel(vercel(Status::Building, "dpl_1", 1))]);
+        assert!(building.heads.is_empty());
         assert!(AppKeys::of(&[Event::Ignored("ping".to_owned())]).is_empty());
     }
 
