@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -26,7 +26,6 @@ use uuid::Uuid;
 
 use crate::clients::vercel::{self, ReadyState, VercelClient, VercelError};
 use crate::deployments::ingest;
-use crate::store::apps;
 use crate::store::deployments::{self, Environment, FailureReason, Status};
 
 pub const DEFAULT_STUCK_AFTER: &str = "30m";
@@ -479,12 +478,7 @@ async fn apply(
     // transaction, so no lock order to keep. A plain FOR UPDATE rather than SKIP
     // LOCKED: a delivery holds the lock for one batch (milliseconds), and skipping
     // would leave a busy app's stuck rows for a later sweep.
-    let find = apps::Entity::find_by_id(row.app_id);
-    let app = if txn.get_database_backend() == DbBackend::Postgres {
-        find.lock_exclusive().one(&txn).await?
-    } else {
-        find.one(&txn).await?
-    };
+    let app = ingest::lock_app(&txn, row.app_id).await?;
     let Some(app) = app else {
         txn.rollback().await?;
         return Ok(None);

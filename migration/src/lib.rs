@@ -15,6 +15,7 @@ mod m20261201_000010_add_deployments_status_updated;
 mod m20261201_000011_add_deployments_ready_finished;
 mod m20261202_000012_narrow_ingest_indexes;
 mod m20261202_000013_add_deployments_ready_created;
+mod m20261206_000014_add_apps_ingest_version;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_add_deployments_ready_finished::Migration),
             Box::new(m20261202_000012_narrow_ingest_indexes::Migration),
             Box::new(m20261202_000013_add_deployments_ready_created::Migration),
+            Box::new(m20261206_000014_add_apps_ingest_version::Migration),
         ]
     }
 }

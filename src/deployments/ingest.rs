@@ -25,16 +25,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDateTime;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait, TryInsertResult,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -97,6 +97,41 @@ pub struct Ingest {
     write_db: DatabaseConnection,
     /// Never empty; one on SQLite.
     writers: Arc<[Arc<Writer>]>,
+    /// Where batches run: on Postgres under `serve` a thread of their own (see
+    /// [`WriterThread`]), else the caller's runtime.
+    thread: Option<Arc<WriterThread>>,
+}
+
+/// A thread with a runtime of its own, on which the writers' batches and their pool's
+/// connections run. A batch is a chain of round trips, and the next batch waits for
+/// it: on the server's runtime each reply waited behind the HTTP tasks ready before
+/// it (a wake-up took most of a millisecond under load, against a statement of
+/// 0.1 ms), while this thread is woken by the kernel as soon as a reply comes. The
+/// thread ends when the last clone of the [`Ingest`] is dropped.
+struct WriterThread {
+    handle: tokio::runtime::Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("ingest-writers".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                })
+            })?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
 }
 
 /// A group-commit queue, and the turn to drain it: one write transaction at a time
@@ -192,13 +227,15 @@ impl Ingest {
             write_db: db.clone(),
             db,
             writers,
+            thread: None,
         }
     }
 
-    /// Ingest as `serve` runs it: on Postgres, its writers write through a pool of
-    /// their own, two connections each (one batch committing while the next begins),
-    /// on which the ingest statements keep one plan
-    /// ([`crate::store::connect_ingest`]); otherwise as [`Self::with_writers`].
+    /// Ingest as `serve` runs it: on Postgres, its writers run on a thread of their
+    /// own ([`WriterThread`]) and write through a pool of their own, two connections
+    /// each (one batch committing while the next begins), on which the ingest
+    /// statements keep one plan ([`crate::store::connect_ingest`]); otherwise as
+    /// [`Self::with_writers`].
     pub async fn open(
         db: DatabaseConnection,
         url: &str,
@@ -206,8 +243,18 @@ impl Ingest {
     ) -> Result<Self, DbErr> {
         let mut ingest = Self::with_writers(db, writers);
         if ingest.db.get_database_backend() == DbBackend::Postgres {
+            let thread = WriterThread::start().map_err(|err| {
+                DbErr::Custom(format!("could not start the writers' thread: {err}"))
+            })?;
             let connections = 2 * ingest.writers.len() as u32 + 1;
-            ingest.write_db = crate::store::connect_ingest(url, connections).await?;
+            let url = url.to_owned();
+            // Connected from the thread, so that the connections' replies wake it.
+            ingest.write_db = thread
+                .handle
+                .spawn(async move { crate::store::connect_ingest(&url, connections).await })
+                .await
+                .map_err(|err| DbErr::Custom(format!("the writers' thread failed: {err}")))??;
+            ingest.thread = Some(Arc::new(thread));
         }
         Ok(ingest)
     }
@@ -263,7 +310,11 @@ impl Ingest {
                     }
                     // A task of its own, so a caller that gives up (a request
                     // timeout) does not abandon the others' deliveries mid-batch.
-                    tokio::spawn(commit_batch(self.write_db.clone(), writer.clone(), batch, turn));
+                    let batch = commit_batch(self.write_db.clone(), writer.clone(), batch, turn);
+                    match &self.thread {
+                        Some(thread) => drop(thread.handle.spawn(batch)),
+                        None => drop(tokio::spawn(batch)),
+                    }
                 }
             }
         }
@@ -612,7 +663,21 @@ async fn ingest_batch(
     // them first unless recent ones held some: the ledger's unique key finds them,
     // and the batch is done again, looking first. A round trip fewer for nearly
     // every batch, and no batch done twice while a sender resends.
-    let look = writer.expect_copies.load(Ordering::Relaxed);
+    let mut look = writer.expect_copies.load(Ordering::Relaxed);
+    if !look && db.get_database_backend() == DbBackend::Postgres {
+        match attempt_unlocked(db, batch, deadline).await {
+            Ok(Some(receipts)) => return Ok(receipts),
+            // An app changed meanwhile, or the batch relinks: under locks below.
+            Ok(None) => {
+                tracing::debug!(size = batch.len(), "unlocked batch done again under locks")
+            }
+            Err(Abort::Raced) => {
+                writer.expect_copies.store(true, Ordering::Relaxed);
+                look = true;
+            }
+            Err(abort) => return Err(abort),
+        }
+    }
     match attempt_batch(db, batch, deadline, look, turn).await {
         Err(Abort::Raced) if !look => {
             writer.expect_copies.store(true, Ordering::Relaxed);
@@ -629,29 +694,23 @@ async fn ingest_batch(
     }
 }
 
-/// One transaction for [`ingest_batch`]; `look` reads the ledger for copies first.
-/// Also says whether that found any.
-async fn attempt_batch(
-    db: &DatabaseConnection,
+/// A batch applied in memory: the answers, the ledger rows to insert, and the copies
+/// to count in ledger rows recorded before.
+struct Planned {
+    receipts: Vec<Receipt>,
+    ledger: Vec<deliveries::Model>,
+    resent: HashMap<Uuid, i32>,
+}
+
+/// Applies a batch's deliveries to `snapshot` one after another; `seen` holds the
+/// ledger rows already recorded for them. A copy (recorded before, or earlier in the
+/// batch) changes nothing and is answered as a duplicate.
+fn plan(
+    snapshot: &mut Snapshot,
     batch: &[&Delivery],
-    deadline: Instant,
-    look: bool,
-    turn: &mut Option<OwnedSemaphorePermit>,
-) -> Result<(Vec<Receipt>, bool), Abort> {
-    let txn = tokio::time::timeout_at(deadline, begin(db))
-        .await
-        .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))??;
-    // Apps first: on Postgres their locks make concurrent batches about the same
-    // apps take turns, so what is read below is what the next batch will see.
-    let mut snapshot = read_snapshot(&txn, batch.iter().map(|d| &d.event)).await?;
-    let final_before = crate::stats::final_rows(&snapshot);
-    let mut seen = if look {
-        recorded(&txn, batch).await?
-    } else {
-        HashMap::new()
-    };
-    let copies = !seen.is_empty();
-    let received_at = now();
+    mut seen: HashMap<LedgerKey, Recorded>,
+    received_at: NaiveDateTime,
+) -> Planned {
     let mut receipts = Vec::with_capacity(batch.len());
     let mut ledger: Vec<deliveries::Model> = Vec::with_capacity(batch.len());
     // Copies count in their ledger row: rows of this batch by position, rows
@@ -708,6 +767,106 @@ async fn attempt_batch(
             deployment_id,
         });
     }
+    Planned {
+        receipts,
+        ledger,
+        resent,
+    }
+}
+
+/// On Postgres, a batch without a transaction: it reads its apps' versions and rows
+/// unlocked, applies the deliveries in memory, and writes everything in one
+/// statement that commits on its own, on condition that no app of the batch changed
+/// version since (see [`WRITE_UNLOCKED`]): two or three round trips instead of
+/// BEGIN, lock, read, write and COMMIT. `None` when it wrote nothing because an app
+/// changed, or because the batch must relink chains in the database, which only a
+/// locked transaction does; the batch is then done under locks.
+async fn attempt_unlocked(
+    db: &DatabaseConnection,
+    batch: &[&Delivery],
+    deadline: Instant,
+) -> Result<Option<Vec<Receipt>>, Abort> {
+    let events = batch.iter().map(|d| &d.event);
+    let apps =
+        tokio::time::timeout_at(deadline, read_apps(db, &AppKeys::of(events.clone()), false))
+            .await
+            .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))??;
+    let (app_ids, versions): (Vec<Uuid>, Vec<i64>) =
+        apps.iter().map(|(app, version)| (app.id, *version)).unzip();
+    let apps = apps.into_iter().map(|(app, _)| app).collect();
+    let mut snapshot = read_rows(db, Snapshot::new(apps), events).await?;
+    let final_before = crate::stats::final_rows(&snapshot);
+    let Planned {
+        receipts, ledger, ..
+    } = plan(&mut snapshot, batch, HashMap::new(), now());
+    // Only the apps read have versions to hold: a row of another app (found by a
+    // provider's id) is written under its app's lock instead.
+    let unversioned = snapshot.rows().any(|row| !app_ids.contains(&row.app_id));
+    if unversioned || !snapshot.link_previous().is_empty() {
+        return Ok(None);
+    }
+    let values = [
+        write_values(&snapshot, ledger)?,
+        vec![app_ids.into(), versions.into()],
+    ]
+    .concat();
+    match db
+        .execute_raw(postgres_statement(&WRITE_UNLOCKED, values))
+        .await
+    {
+        // Every batch has a ledger row (copies are only known when looked for), so
+        // none written means the versions did not hold.
+        Ok(done) if done.rows_affected() == 0 => Ok(None),
+        Ok(_) => {
+            crate::stats::count_finished(&snapshot, &final_before);
+            Ok(Some(receipts))
+        }
+        Err(err) if is_ledger_conflict(&err) => Err(Abort::Raced),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether a statement was refused for a ledger row already recorded: a copy of a
+/// delivery, recorded by another transaction since the batch looked (or before,
+/// when it did not look).
+fn is_ledger_conflict(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
+            matches!(&**err, sea_orm::sqlx::Error::Database(err)
+                if err.constraint() == Some("uq_webhook_deliveries_provider_delivery"))
+        }
+        _ => false,
+    }
+}
+
+/// One transaction for [`ingest_batch`]; `look` reads the ledger for copies first.
+/// Also says whether that found any.
+async fn attempt_batch(
+    db: &DatabaseConnection,
+    batch: &[&Delivery],
+    deadline: Instant,
+    look: bool,
+    turn: &mut Option<OwnedSemaphorePermit>,
+) -> Result<(Vec<Receipt>, bool), Abort> {
+    let txn = tokio::time::timeout_at(deadline, begin(db))
+        .await
+        .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))??;
+    // Apps first: on Postgres their locks make concurrent batches about the same
+    // apps take turns, so what is read below is what the next batch will see.
+    let mut snapshot = read_snapshot(&txn, batch.iter().map(|d| &d.event)).await?;
+    let final_before = crate::stats::final_rows(&snapshot);
+    let seen = if look {
+        recorded(&txn, batch).await?
+    } else {
+        HashMap::new()
+    };
+    let copies = !seen.is_empty();
+    let received_at = now();
+    let Planned {
+        receipts,
+        ledger,
+        resent,
+    } = plan(&mut snapshot, batch, seen, received_at);
     let relinks = snapshot.link_previous();
     if !write(&txn, &snapshot, ledger, &relinks).await? {
         txn.rollback().await?;
@@ -764,42 +923,96 @@ pub const NEWEST_READY_SQLITE: &str = r#"SELECT * FROM (SELECT * FROM deployment
     ORDER BY "createdAt" DESC, id DESC LIMIT ?)"#;
 
 /// Reads what `events` can touch: the apps they name, locked on Postgres in id order
-/// (so that concurrent transactions queue instead of deadlocking), then every
-/// deployment row they could look up.
+/// (so that concurrent transactions queue instead of deadlocking) with their
+/// versions raised (see [`WRITE_UNLOCKED`]), then every deployment row they could
+/// look up.
 async fn read_snapshot<'e>(
     txn: &DatabaseTransaction,
     events: impl IntoIterator<Item = &'e Event> + Clone,
 ) -> Result<Snapshot, DbErr> {
-    let postgres = txn.get_database_backend() == DbBackend::Postgres;
-    let keys = AppKeys::of(events.clone());
-    let apps = if keys.is_empty() {
-        Vec::new()
-    } else if postgres {
+    let apps = read_apps(txn, &AppKeys::of(events.clone()), true).await?;
+    let apps = apps.into_iter().map(|(app, _)| app).collect();
+    read_rows(txn, Snapshot::new(apps), events).await
+}
+
+/// One app, as a locked batch takes it: on Postgres locked, and its version raised
+/// (see [`WRITE_UNLOCKED`]). For a writer of its rows outside ingest.
+pub(crate) async fn lock_app(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+) -> Result<Option<apps::Model>, DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return apps::Entity::find_by_id(id).one(txn).await;
+    }
+    let sql = r#"UPDATE apps SET "ingestVersion" = "ingestVersion" + 1 WHERE id = $1 RETURNING *"#;
+    apps::Entity::find()
+        .from_raw_sql(postgres_statement(sql, [id.into()]))
+        .one(txn)
+        .await
+}
+
+/// The apps a batch names (by repository, lowercased, or Vercel project), by index.
+const NAMED_APPS: &str = r#"SELECT id FROM apps WHERE lower("githubRepo") = ANY($1)
+    UNION SELECT id FROM apps WHERE "vercelProjectId" = ANY($2)"#;
+
+/// The apps `keys` name, each with its version (0 on SQLite, which keeps none). On
+/// Postgres with `lock`, each is locked, in id order, and its version raised: the
+/// locked batch may change its rows, and an unlocked one that read them before must
+/// not then write.
+async fn read_apps<C: ConnectionTrait>(
+    db: &C,
+    keys: &AppKeys,
+    lock: bool,
+) -> Result<Vec<(apps::Model, i64)>, DbErr> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
         // One statement text for any batch (arrays, not lists of parameters), so
         // it is parsed once per connection.
-        let sql = r#"SELECT * FROM apps
-            WHERE lower("githubRepo") = ANY($1) OR "vercelProjectId" = ANY($2)
-            ORDER BY id FOR UPDATE"#;
+        let sql = if lock {
+            format!(
+                r#"UPDATE apps SET "ingestVersion" = apps."ingestVersion" + 1
+                FROM (SELECT id FROM apps WHERE id IN ({NAMED_APPS}) ORDER BY id FOR UPDATE) l
+                WHERE apps.id = l.id RETURNING apps.*"#
+            )
+        } else {
+            format!("SELECT * FROM apps WHERE id IN ({NAMED_APPS})")
+        };
         let values = [strings(&keys.repositories), strings(&keys.projects)];
-        apps::Entity::find()
-            .from_raw_sql(postgres_statement(sql, values))
-            .all(txn)
-            .await?
-    } else {
-        // SQLite has no row locks: its writers already run one at a time. Empty
-        // lists are left out: `x IN ()` is written as a constant false, and an OR
-        // with an unindexed term is a table scan.
-        let named = Condition::any()
-            .add_option((!keys.repositories.is_empty()).then(|| {
-                Expr::expr(Func::lower(Expr::col(apps::Column::GithubRepo)))
-                    .is_in(keys.repositories.iter().map(String::as_str))
-            }))
-            .add_option((!keys.projects.is_empty()).then(|| {
-                apps::Column::VercelProjectId.is_in(keys.projects.iter().map(String::as_str))
-            }));
-        apps::Entity::find().filter(named).all(txn).await?
-    };
-    let mut snapshot = Snapshot::new(apps);
+        let rows = db.query_all_raw(postgres_statement(&sql, values)).await?;
+        return rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    apps::Model::from_query_result(row, "")?,
+                    row.try_get("", "ingestVersion")?,
+                ))
+            })
+            .collect();
+    }
+    // SQLite has no row locks: its writers already run one at a time. Empty lists
+    // are left out: `x IN ()` is written as a constant false, and an OR with an
+    // unindexed term is a table scan.
+    let named = Condition::any()
+        .add_option((!keys.repositories.is_empty()).then(|| {
+            Expr::expr(Func::lower(Expr::col(apps::Column::GithubRepo)))
+                .is_in(keys.repositories.iter().map(String::as_str))
+        }))
+        .add_option((!keys.projects.is_empty()).then(|| {
+            apps::Column::VercelProjectId.is_in(keys.projects.iter().map(String::as_str))
+        }));
+    let apps = apps::Entity::find().filter(named).all(db).await?;
+    Ok(apps.into_iter().map(|app| (app, 0)).collect())
+}
+
+/// Adds to `snapshot` every deployment row `events` could look up, given its apps.
+async fn read_rows<'e, C: ConnectionTrait>(
+    txn: &C,
+    mut snapshot: Snapshot,
+    events: impl IntoIterator<Item = &'e Event> + Clone,
+) -> Result<Snapshot, DbErr> {
+    let postgres = txn.get_database_backend() == DbBackend::Postgres;
     let keys = snapshot.row_keys(events.clone());
     if keys.is_empty() {
         return Ok(snapshot);
@@ -1018,20 +1231,42 @@ async fn write(
     mut ledger: Vec<deliveries::Model>,
     relinks: &[(Uuid, Environment, NaiveDateTime)],
 ) -> Result<bool, DbErr> {
-    // Always in one order, so two transactions waiting on each other's ledger keys
-    // cannot deadlock.
-    ledger.sort_by(|a, b| (&a.provider, &a.delivery_id).cmp(&(&b.provider, &b.delivery_id)));
     if txn.get_database_backend() != DbBackend::Postgres {
+        sort_ledger(&mut ledger);
         write_rows(txn, snapshot).await?;
         link_previous(txn, relinks).await?;
         return insert_ledger(txn, ledger).await;
     }
-    // On Postgres, both in one statement of one text whatever the batch's size: the
-    // rows travel as two JSON documents, expanded into the tables' row types, and
-    // the raw bodies beside them as one bytea array, matched by position.
-    const SQL: &str = r#"WITH changed AS (
+    let expected = ledger.len() as u64;
+    let inserted = txn
+        .execute_raw(postgres_statement(
+            &WRITE_LOCKED,
+            write_values(snapshot, ledger)?,
+        ))
+        .await?
+        .rows_affected();
+    if inserted != expected {
+        return Ok(false);
+    }
+    link_previous(txn, relinks).await?;
+    Ok(true)
+}
+
+/// Ledger rows always in one order, so two transactions waiting on each other's
+/// ledger keys cannot deadlock.
+fn sort_ledger(ledger: &mut [deliveries::Model]) {
+    ledger.sort_by(|a, b| (&a.provider, &a.delivery_id).cmp(&(&b.provider, &b.delivery_id)));
+}
+
+/// On Postgres, a batch's rows and ledger rows go in one statement of one text
+/// whatever the batch's size: the rows travel as two JSON documents ($1, $2),
+/// expanded into the tables' row types, and the raw bodies beside them as one bytea
+/// array ($3), matched by position.
+fn write_statement(guard: &str, on_ledger_conflict: &str) -> String {
+    format!(
+        r#"WITH changed AS (
     INSERT INTO deployments
-    SELECT * FROM json_populate_recordset(NULL::deployments, $1::json)
+    SELECT * FROM json_populate_recordset(NULL::deployments, $1::json) {guard}
     ON CONFLICT (id) DO UPDATE SET
         status = EXCLUDED.status,
         "deploymentUrl" = EXCLUDED."deploymentUrl",
@@ -1059,10 +1294,47 @@ SELECT r.id, r.provider, r."deliveryId", r."eventType", b.body, r."receivedAt", 
        r.reason, r."deploymentId", r.attempts, r."lastReceivedAt", r.source
 FROM json_populate_recordset(NULL::webhook_deliveries, $2::json) WITH ORDINALITY AS r
 JOIN unnest($3::bytea[]) WITH ORDINALITY AS b (body, n) ON b.n = r.ordinality
+{guard}
 ORDER BY r.provider, r."deliveryId"
-ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
+{on_ledger_conflict}"#
+    )
+}
+
+/// The write of a locked batch: a ledger row already there is left alone, and the
+/// caller, finding fewer rows inserted than it had, rolls back.
+static WRITE_LOCKED: LazyLock<String> =
+    LazyLock::new(|| write_statement("", r#"ON CONFLICT (provider, "deliveryId") DO NOTHING"#));
+
+/// The write of an unlocked batch ([`attempt_unlocked`]), a statement that commits
+/// on its own. It locks the batch's apps ($4, in id order, as every writer does)
+/// and writes only if each still has the version the batch read ($5), raising it;
+/// otherwise it inserts nothing. A ledger row already there fails the statement
+/// (a unique violation), so that nothing of the batch is written.
+pub static WRITE_UNLOCKED: LazyLock<String> = LazyLock::new(|| {
+    let write = write_statement("WHERE (SELECT held FROM versions)", "");
+    let write = write.strip_prefix("WITH ").expect("a WITH statement");
+    format!(
+        r#"WITH locked AS (
+    SELECT id, "ingestVersion" FROM apps WHERE id = ANY($4) ORDER BY id FOR UPDATE
+), versions AS (
+    SELECT count(*) = cardinality($4::uuid[]) AS held
+    FROM locked JOIN unnest($4::uuid[], $5::int8[]) AS v (id, "ingestVersion")
+      USING (id, "ingestVersion")
+), raised AS (
+    UPDATE apps SET "ingestVersion" = apps."ingestVersion" + 1 FROM locked
+    WHERE apps.id = locked.id AND (SELECT held FROM versions)
+), {write}"#
+    )
+});
+
+/// The parameters of [`WRITE_LOCKED`] and [`WRITE_UNLOCKED`]'s first three: the
+/// touched rows, the ledger rows without their bodies, and the bodies.
+fn write_values(
+    snapshot: &Snapshot,
+    mut ledger: Vec<deliveries::Model>,
+) -> Result<Vec<sea_orm::Value>, DbErr> {
+    sort_ledger(&mut ledger);
     let rows: Vec<&deployments::Model> = snapshot.touched().collect();
-    let expected = ledger.len() as u64;
     // The ledger rows serialize without their bodies.
     let json_rows = serde_json::to_string(&ledger);
     let bodies: Vec<Vec<u8>> = ledger.into_iter().map(|row| row.body).collect();
@@ -1071,20 +1343,11 @@ ON CONFLICT (provider, "deliveryId") DO NOTHING"#;
             .map(sea_orm::Value::from)
             .map_err(|err| DbErr::Custom(format!("could not encode the batch: {err}")))
     };
-    let values = [
+    Ok(vec![
         json(serde_json::to_string(&rows))?,
         json(json_rows)?,
         bodies.into(),
-    ];
-    let inserted = txn
-        .execute_raw(postgres_statement(SQL, values))
-        .await?
-        .rows_affected();
-    if inserted != expected {
-        return Ok(false);
-    }
-    link_previous(txn, relinks).await?;
-    Ok(true)
+    ])
 }
 
 /// Writes the rows a snapshot created or changed, in one statement.

@@ -19,5 +19,6 @@ mod replay;
 mod schema;
 mod stats;
 mod sweep;
+mod versions;
 mod webhooks;
 mod writers;
