@@ -25,16 +25,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDateTime;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, OptionEnum};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ColumnType, Condition, ConnAcquireErr,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqliteTransactionMode,
+    Statement, TransactionOptions, TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -1143,6 +1143,22 @@ async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<()
         return Ok(());
     }
     use deployments::Column;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        // All but the key and what a row never changes: as below.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let update: Vec<String> = Column::iter()
+                .filter(|c| !matches!(c, Column::Id | Column::AppId | Column::Environment))
+                .map(|c| format!(r#""{0}" = excluded."{0}""#, c.as_str()))
+                .collect();
+            sqlite_insert::<deployments::Entity>(&format!(
+                "ON CONFLICT (id) DO UPDATE SET {}",
+                update.join(", ")
+            ))
+        });
+        let (rows, _) = sqlite_rows(rows.into_iter().map(deployments::ActiveModel::from))?;
+        txn.execute_raw(sqlite_statement(&SQL, [rows])).await?;
+        return Ok(());
+    }
     deployments::Entity::insert_many(rows.into_iter().map(deployments::ActiveModel::from))
         .on_conflict(
             OnConflict::column(Column::Id)
@@ -1183,6 +1199,19 @@ async fn insert_ledger(
         return Ok(true);
     }
     let expected = rows.len() as u64;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            sqlite_insert::<deliveries::Entity>(
+                r#"ON CONFLICT (provider, "deliveryId") DO NOTHING"#,
+            )
+        });
+        let (rows, bodies) = sqlite_rows(rows.into_iter().map(deliveries::ActiveModel::from))?;
+        let inserted = txn
+            .execute_raw(sqlite_statement(&SQL, [rows, bodies.into()]))
+            .await?
+            .rows_affected();
+        return Ok(inserted == expected);
+    }
     let inserted =
         deliveries::Entity::insert_many(rows.into_iter().map(deliveries::ActiveModel::from))
             .on_conflict_do_nothing_on([
@@ -1192,6 +1221,76 @@ async fn insert_ledger(
             .exec_without_returning(txn)
             .await?;
     Ok(matches!(inserted, TryInsertResult::Inserted(n) if n == expected))
+}
+
+/// On SQLite, an `INSERT` of rows of `E` given as one JSON array (`?1`): one text for
+/// any number of rows, as [`LOOKUP_SQLITE`] is for any batch, where `insert_many`
+/// wrote a text per number of rows. `conflict` is its `ON CONFLICT` clause. Each row
+/// is an array of its columns' values in the entity's order, as [`sqlite_rows`] writes
+/// them: uuids as hex, which `unhex` turns back into the 16-byte blobs sqlx stores, and
+/// bytes (which JSON has not) as [start, length] in `?2`, every row's bytes one after
+/// another. (`WHERE true` keeps SQLite from reading `ON CONFLICT` as a join's `ON`.)
+fn sqlite_insert<E: EntityTrait>(conflict: &str) -> String {
+    let (mut names, mut values) = (Vec::new(), Vec::new());
+    for (i, column) in E::Column::iter().enumerate() {
+        names.push(format!(r#""{}""#, column.as_str()));
+        values.push(match column.def().get_column_type() {
+            ColumnType::Uuid => format!("unhex(r.value ->> {i})"),
+            ColumnType::Blob | ColumnType::Binary(_) | ColumnType::VarBinary(_) => {
+                format!("substr(?2, r.value ->> '$[{i}][0]', r.value ->> '$[{i}][1]')")
+            }
+            _ => format!("r.value ->> {i}"),
+        });
+    }
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM json_each(?1) AS r WHERE true {conflict}",
+        E::default().table_name(),
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
+/// Rows for a [`sqlite_insert`] statement: the JSON array of rows, and their bytes. Each
+/// value is written as sqlx would bind it on SQLite, so that the table holds the same
+/// values either way (times as "%F %T%.f" text, which their order and comparisons rest
+/// on; booleans as 0 or 1).
+fn sqlite_rows<A: ActiveModelTrait>(
+    rows: impl IntoIterator<Item = A>,
+) -> Result<(sea_orm::Value, Vec<u8>), DbErr> {
+    use sea_orm::Value as V;
+    use serde_json::Value as J;
+    let mut bytes = Vec::new();
+    let mut encoded = Vec::new();
+    for mut row in rows {
+        let mut values = Vec::new();
+        for column in <A::Entity as EntityTrait>::Column::iter() {
+            values.push(match row.take(column).into_value() {
+                Some(V::Bytes(Some(b))) => {
+                    let start = bytes.len() + 1;
+                    bytes.extend_from_slice(&b);
+                    serde_json::json!([start, b.len()])
+                }
+                Some(V::Uuid(u)) => u.map(hex_id).into(),
+                Some(V::ChronoDateTime(t)) => t.map(|t| t.format("%F %T%.f").to_string()).into(),
+                Some(V::String(s)) => s.into(),
+                Some(V::Enum(e)) => match e {
+                    OptionEnum::Some(e) => J::from(e.value.into_owned()),
+                    OptionEnum::None(_) => J::Null,
+                },
+                Some(V::Bool(b)) => b.map(i64::from).into(),
+                Some(V::Int(i)) => i.into(),
+                Some(V::BigInt(i)) => i.into(),
+                other => {
+                    return Err(DbErr::Custom(format!(
+                        "no JSON for SQLite of column {}: {other:?}",
+                        column.as_str()
+                    )));
+                }
+            });
+        }
+        encoded.push(J::Array(values));
+    }
+    Ok((json(&encoded)?, bytes))
 }
 
 /// A reason as the ledger's `reason` column can hold it, on either database.
