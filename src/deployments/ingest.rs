@@ -1259,7 +1259,9 @@ fn sqlite_rows<A: ActiveModelTrait>(
 ) -> Result<(sea_orm::Value, Vec<u8>), DbErr> {
     use sea_orm::Value as V;
     use serde_json::Value as J;
-    let mut bytes = Vec::new();
+    // Never empty: SQLite hands `substr` a blob of no bytes as no blob, and the empty
+    // bodies of a batch of only empty bodies would be NULL.
+    let mut bytes = vec![0];
     let mut encoded = Vec::new();
     for mut row in rows {
         let mut values = Vec::new();
