@@ -96,7 +96,7 @@ async fn sqlite_ingest_sends_the_same_texts_whatever_its_batches_hold() {
         }
         sent += round.len();
     }
-    let texts = texts.lock().unwrap();
+    let texts = std::mem::take(&mut *texts.lock().unwrap());
     let statements: usize = texts.values().sum();
     let report: Vec<String> = texts
         .iter()
@@ -125,7 +125,6 @@ async fn sqlite_ingest_sends_the_same_texts_whatever_its_batches_hold() {
     // rows, a promotion's serving row, the relinking, the copies' count, and the two
     // writes.
     assert!(texts.len() <= 9, "{} texts:\n{report}", texts.len());
-    drop(texts);
 
     // The rows written as JSON hold what sea-orm's own inserts store, to the byte and
     // the type: written again through `insert_many`, they read back the same.
