@@ -29,12 +29,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDateTime;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, OptionEnum};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnAcquireErr, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ColumnType, Condition, ConnAcquireErr,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, RuntimeErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, TryInsertResult,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -567,6 +567,16 @@ async fn recorded<C: ConnectionTrait>(
     db: &C,
     deliveries: &[&Delivery],
 ) -> Result<HashMap<LedgerKey, Recorded>, DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        let pairs: Vec<LedgerKey> = deliveries.iter().map(|d| ledger_key(d)).collect();
+        let rows = db
+            .query_all_raw(sqlite_statement(RECORDED_SQLITE, [json(&pairs)?]))
+            .await?
+            .iter()
+            .map(|row| row.try_get_many_by_index())
+            .collect::<Result<_, _>>()?;
+        return Ok(by_ledger_key(rows));
+    }
     let rows: Vec<(Uuid, String, String, String, String, Option<Uuid>)> =
         deliveries::Entity::find()
             .select_only()
@@ -603,6 +613,14 @@ async fn recorded<C: ConnectionTrait>(
             .into_tuple()
             .all(db)
             .await?;
+    Ok(by_ledger_key(rows))
+}
+
+/// A ledger row as [`recorded`] reads it: id, provider, delivery id, outcome, reason,
+/// deployment.
+type RecordedRow = (Uuid, String, String, String, String, Option<Uuid>);
+
+fn by_ledger_key(rows: Vec<RecordedRow>) -> HashMap<LedgerKey, Recorded> {
     let mut found = HashMap::new();
     for (id, provider, delivery_id, outcome, reason, deployment_id) in rows {
         if let Ok(provider) = provider.parse::<Provider>() {
@@ -615,7 +633,7 @@ async fn recorded<C: ConnectionTrait>(
             found.insert((provider.as_str(), delivery_id), record);
         }
     }
-    Ok(found)
+    found
 }
 
 /// The answer to a delivery id already in the ledger, once this copy is counted.
@@ -915,12 +933,50 @@ pub const LOOKUP_POSTGRES: &str = r#"SELECT * FROM deployments WHERE "vercelDepl
         WHERE d."appId" = p.app AND d.environment = p.env AND d.status = 'ready'
         ORDER BY d."createdAt" DESC, d.id DESC LIMIT $10) h"#;
 
-/// On SQLite, one (app, environment)'s newest ready rows; a batch joins one such arm
-/// per pair to its other lookups with `UNION ALL`. The literal status lets SQLite use
-/// the partial index.
-pub const NEWEST_READY_SQLITE: &str = r#"SELECT * FROM (SELECT * FROM deployments
-    WHERE "appId" = ? AND environment = ? AND status = 'ready'
-    ORDER BY "createdAt" DESC, id DESC LIMIT ?)"#;
+/// The batch's lookup on SQLite, as [`LOOKUP_POSTGRES`] is on Postgres: one text for
+/// any batch, so that each connection prepares it once (sqlx keeps prepared statements
+/// by their text). Built from the batch's lists (`IN (?, ?, …)`, an `OR` group per
+/// commit, an arm per pair), nearly every batch was a new text, and preparing it about
+/// half of what ingest cost the server on SQLite. SQLite has no arrays, so each list
+/// is one JSON text that `json_each` expands, uuids (16-byte blobs there) as hex that
+/// `unhex` turns back. The arms: rows by Vercel id (`?1`), rollback rows naming one
+/// of those ids, rows by GitHub deployment id (`?2`), rows by [app, environment,
+/// commit] (`?3`), and each [app, environment]'s newest `?5` ready rows (`?4`). An
+/// empty array costs nothing but its parse. `CROSS JOIN` keeps SQLite walking the
+/// JSON and probing the table, not the other way round (without statistics it may
+/// rather walk an index on status), and the literal status lets it use the partial
+/// index of ready rows. Public so that the plan test can `EXPLAIN` what ingest runs.
+pub const LOOKUP_SQLITE: &str = r#"SELECT * FROM deployments
+    WHERE "vercelDeploymentId" IN (SELECT value FROM json_each(?1))
+    UNION ALL
+    SELECT * FROM deployments WHERE "rollbackTo" IN (SELECT value FROM json_each(?1))
+    UNION ALL
+    SELECT * FROM deployments WHERE "githubDeploymentId" IN (SELECT value FROM json_each(?2))
+    UNION ALL
+    SELECT d.* FROM json_each(?3) AS k CROSS JOIN deployments AS d
+    WHERE d."appId" = unhex(k.value ->> 0) AND d.environment = k.value ->> 1
+      AND d."githubCommitSha" = k.value ->> 2
+    UNION ALL
+    SELECT d.* FROM json_each(?4) AS p CROSS JOIN deployments AS d
+    WHERE d.id IN (SELECT x.id FROM deployments AS x
+        WHERE x."appId" = unhex(p.value ->> 0) AND x.environment = p.value ->> 1
+          AND x.status = 'ready'
+        ORDER BY x."createdAt" DESC, x.id DESC LIMIT ?5)"#;
+
+/// The apps a batch names on SQLite: by repository, lowercased (`?1`, a JSON array),
+/// or by Vercel project id (`?2`). One text for any batch, as [`LOOKUP_SQLITE`]; each
+/// term goes through its index (SQLite's "multi-index OR"). Public for the plan test.
+pub const APPS_SQLITE: &str = r#"SELECT * FROM apps
+    WHERE lower("githubRepo") IN (SELECT value FROM json_each(?1))
+       OR "vercelProjectId" IN (SELECT value FROM json_each(?2))"#;
+
+/// The ledger rows already recorded for a batch on SQLite, given its deliveries'
+/// [provider, delivery id] pairs as one JSON array (`?1`): one text for any batch,
+/// each pair a probe of the ledger's unique key. Public for the plan test.
+pub const RECORDED_SQLITE: &str = r#"SELECT w.id, w.provider, w."deliveryId", w.outcome, w.reason,
+       w."deploymentId"
+    FROM json_each(?1) AS k CROSS JOIN webhook_deliveries AS w
+    WHERE w.provider = k.value ->> 0 AND w."deliveryId" = k.value ->> 1"#;
 
 /// Reads what `events` can touch: the apps they name, locked on Postgres in id order
 /// (so that concurrent transactions queue instead of deadlocking) with their
@@ -991,18 +1047,12 @@ async fn read_apps<C: ConnectionTrait>(
             })
             .collect();
     }
-    // SQLite has no row locks: its writers already run one at a time. Empty lists
-    // are left out: `x IN ()` is written as a constant false, and an OR with an
-    // unindexed term is a table scan.
-    let named = Condition::any()
-        .add_option((!keys.repositories.is_empty()).then(|| {
-            Expr::expr(Func::lower(Expr::col(apps::Column::GithubRepo)))
-                .is_in(keys.repositories.iter().map(String::as_str))
-        }))
-        .add_option((!keys.projects.is_empty()).then(|| {
-            apps::Column::VercelProjectId.is_in(keys.projects.iter().map(String::as_str))
-        }));
-    let apps = apps::Entity::find().filter(named).all(db).await?;
+    // SQLite has no row locks: its writers already run one at a time.
+    let values = [json(&keys.repositories)?, json(&keys.projects)?];
+    let apps = apps::Entity::find()
+        .from_raw_sql(sqlite_statement(APPS_SQLITE, values))
+        .all(db)
+        .await?;
     Ok(apps.into_iter().map(|app| (app, 0)).collect())
 }
 
@@ -1050,57 +1100,32 @@ async fn read_rows<'e, C: ConnectionTrait>(
             .await?
     } else {
         use deployments::Column;
-        let vercel_ids = || keys.vercel_ids.iter().map(String::as_str);
-        let mut candidates = Condition::any()
-            .add_option(
-                (!keys.vercel_ids.is_empty())
-                    .then(|| Column::VercelDeploymentId.is_in(vercel_ids())),
-            )
-            .add_option(
-                (!keys.vercel_ids.is_empty()).then(|| Column::RollbackTo.is_in(vercel_ids())),
-            )
-            .add_option(
-                (!keys.github_ids.is_empty())
-                    .then(|| Column::GithubDeploymentId.is_in(keys.github_ids.iter().copied())),
-            );
-        for (app_id, environment, sha) in &keys.commits {
-            candidates = candidates.add(
-                Condition::all()
-                    .add(Column::AppId.eq(*app_id))
-                    .add(Column::Environment.eq(*environment))
-                    .add(Column::GithubCommitSha.eq(sha.as_str())),
-            );
-        }
-        // The candidates and every pair's newest ready rows in one statement: each
-        // statement costs a hop to sqlx's SQLite thread, more than an index probe.
-        let mut arms: Vec<String> = Vec::new();
-        let mut values: Vec<sea_orm::Value> = Vec::new();
-        if !candidates.is_empty() {
-            let (sql, candidate_values) = sea_orm::sea_query::Query::select()
-                .column(sea_orm::sea_query::Asterisk)
-                .from(deployments::Entity)
-                .cond_where(candidates)
-                .build(sea_orm::sea_query::SqliteQueryBuilder);
-            arms.push(sql);
-            values.extend(candidate_values.0);
-        }
-        for (app, env) in &keys.heads {
-            arms.push(NEWEST_READY_SQLITE.to_owned());
-            values.extend([
-                (*app).into(),
-                env.as_str().into(),
-                (HEAD_WINDOW as i64).into(),
-            ]);
-        }
-        let mut rows = if arms.is_empty() {
+        let commits: Vec<(String, &str, &str)> = keys
+            .commits
+            .iter()
+            .map(|(app, env, sha)| (hex_id(*app), env.as_str(), sha.as_str()))
+            .collect();
+        let heads: Vec<(String, &str)> = keys
+            .heads
+            .iter()
+            .map(|(app, env)| (hex_id(*app), env.as_str()))
+            .collect();
+        let mut rows = if keys.vercel_ids.is_empty()
+            && keys.github_ids.is_empty()
+            && commits.is_empty()
+            && heads.is_empty()
+        {
             Vec::new()
         } else {
+            let values = [
+                json(&keys.vercel_ids)?,
+                json(&keys.github_ids)?,
+                json(&commits)?,
+                json(&heads)?,
+                (HEAD_WINDOW as i64).into(),
+            ];
             deployments::Entity::find()
-                .from_raw_sql(Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    arms.join(" UNION ALL "),
-                    values,
-                ))
+                .from_raw_sql(sqlite_statement(LOOKUP_SQLITE, values))
                 .all(txn)
                 .await?
         };
@@ -1201,15 +1226,39 @@ pub(crate) async fn link_previous(
     Ok(())
 }
 
-/// `expr IN (values)`; on Postgres `expr = ANY($1)`, one array parameter, so that
-/// the statement text is the same for any number of values.
+/// `expr IN (values)` with one parameter, so that the statement text is the same
+/// for any number of values: on Postgres `expr = ANY($1)`, an array; on SQLite
+/// `expr IN (SELECT value FROM json_each(?))`, a JSON array.
 fn one_of(backend: DbBackend, expr: impl Into<Expr>, values: Vec<String>) -> Expr {
     let expr = expr.into();
     if backend == DbBackend::Postgres {
         expr.eq(Func::cust("ANY").arg(Expr::val(values)))
     } else {
-        expr.is_in(values)
+        let list = serde_json::to_string(&values).expect("strings encode as JSON");
+        expr.in_subquery(
+            sea_orm::sea_query::Query::select()
+                .column("value")
+                .from_function(Func::cust("json_each").arg(list), "j")
+                .to_owned(),
+        )
     }
+}
+
+/// A SQLite statement with its parameters.
+fn sqlite_statement(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+}
+
+/// A list as one JSON text parameter, for SQLite's `json_each`.
+fn json(items: &impl Serialize) -> Result<sea_orm::Value, DbErr> {
+    serde_json::to_string(items)
+        .map(sea_orm::Value::from)
+        .map_err(|err| DbErr::Custom(format!("could not encode the batch: {err}")))
+}
+
+/// A uuid as SQLite's `unhex` reads it back into the 16-byte blob sqlx stores.
+fn hex_id(id: Uuid) -> String {
+    id.simple().to_string()
 }
 
 /// A Postgres statement with its parameters.
@@ -1357,6 +1406,22 @@ async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<()
         return Ok(());
     }
     use deployments::Column;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        // All but the key and what a row never changes: as below.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let update: Vec<String> = Column::iter()
+                .filter(|c| !matches!(c, Column::Id | Column::AppId | Column::Environment))
+                .map(|c| format!(r#""{0}" = excluded."{0}""#, c.as_str()))
+                .collect();
+            sqlite_insert::<deployments::Entity>(&format!(
+                "ON CONFLICT (id) DO UPDATE SET {}",
+                update.join(", ")
+            ))
+        });
+        let (rows, _) = sqlite_rows(rows.into_iter().map(deployments::ActiveModel::from))?;
+        txn.execute_raw(sqlite_statement(&SQL, [rows])).await?;
+        return Ok(());
+    }
     deployments::Entity::insert_many(rows.into_iter().map(deployments::ActiveModel::from))
         .on_conflict(
             OnConflict::column(Column::Id)
@@ -1397,6 +1462,19 @@ async fn insert_ledger(
         return Ok(true);
     }
     let expected = rows.len() as u64;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            sqlite_insert::<deliveries::Entity>(
+                r#"ON CONFLICT (provider, "deliveryId") DO NOTHING"#,
+            )
+        });
+        let (rows, bodies) = sqlite_rows(rows.into_iter().map(deliveries::ActiveModel::from))?;
+        let inserted = txn
+            .execute_raw(sqlite_statement(&SQL, [rows, bodies.into()]))
+            .await?
+            .rows_affected();
+        return Ok(inserted == expected);
+    }
     let inserted =
         deliveries::Entity::insert_many(rows.into_iter().map(deliveries::ActiveModel::from))
             .on_conflict_do_nothing_on([
@@ -1406,6 +1484,78 @@ async fn insert_ledger(
             .exec_without_returning(txn)
             .await?;
     Ok(matches!(inserted, TryInsertResult::Inserted(n) if n == expected))
+}
+
+/// On SQLite, an `INSERT` of rows of `E` given as one JSON array (`?1`): one text for
+/// any number of rows, as [`LOOKUP_SQLITE`] is for any batch, where `insert_many`
+/// wrote a text per number of rows. `conflict` is its `ON CONFLICT` clause. Each row
+/// is an array of its columns' values in the entity's order, as [`sqlite_rows`] writes
+/// them: uuids as hex, which `unhex` turns back into the 16-byte blobs sqlx stores, and
+/// bytes (which JSON has not) as [start, length] in `?2`, every row's bytes one after
+/// another. (`WHERE true` keeps SQLite from reading `ON CONFLICT` as a join's `ON`.)
+fn sqlite_insert<E: EntityTrait>(conflict: &str) -> String {
+    let (mut names, mut values) = (Vec::new(), Vec::new());
+    for (i, column) in E::Column::iter().enumerate() {
+        names.push(format!(r#""{}""#, column.as_str()));
+        values.push(match column.def().get_column_type() {
+            ColumnType::Uuid => format!("unhex(r.value ->> {i})"),
+            ColumnType::Blob | ColumnType::Binary(_) | ColumnType::VarBinary(_) => {
+                format!("substr(?2, r.value ->> '$[{i}][0]', r.value ->> '$[{i}][1]')")
+            }
+            _ => format!("r.value ->> {i}"),
+        });
+    }
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM json_each(?1) AS r WHERE true {conflict}",
+        E::default().table_name(),
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
+/// Rows for a [`sqlite_insert`] statement: the JSON array of rows, and their bytes. Each
+/// value is written as sqlx would bind it on SQLite, so that the table holds the same
+/// values either way (times as "%F %T%.f" text, which their order and comparisons rest
+/// on; booleans as 0 or 1).
+fn sqlite_rows<A: ActiveModelTrait>(
+    rows: impl IntoIterator<Item = A>,
+) -> Result<(sea_orm::Value, Vec<u8>), DbErr> {
+    use sea_orm::Value as V;
+    use serde_json::Value as J;
+    // Never empty: SQLite hands `substr` a blob of no bytes as no blob, and the empty
+    // bodies of a batch of only empty bodies would be NULL.
+    let mut bytes = vec![0];
+    let mut encoded = Vec::new();
+    for mut row in rows {
+        let mut values = Vec::new();
+        for column in <A::Entity as EntityTrait>::Column::iter() {
+            values.push(match row.take(column).into_value() {
+                Some(V::Bytes(Some(b))) => {
+                    let start = bytes.len() + 1;
+                    bytes.extend_from_slice(&b);
+                    serde_json::json!([start, b.len()])
+                }
+                Some(V::Uuid(u)) => u.map(hex_id).into(),
+                Some(V::ChronoDateTime(t)) => t.map(|t| t.format("%F %T%.f").to_string()).into(),
+                Some(V::String(s)) => s.into(),
+                Some(V::Enum(e)) => match e {
+                    OptionEnum::Some(e) => J::from(e.value.into_owned()),
+                    OptionEnum::None(_) => J::Null,
+                },
+                Some(V::Bool(b)) => b.map(i64::from).into(),
+                Some(V::Int(i)) => i.into(),
+                Some(V::BigInt(i)) => i.into(),
+                other => {
+                    return Err(DbErr::Custom(format!(
+                        "no JSON for SQLite of column {}: {other:?}",
+                        column.as_str()
+                    )));
+                }
+            });
+        }
+        encoded.push(J::Array(values));
+    }
+    Ok((json(&encoded)?, bytes))
 }
 
 /// A reason as the ledger's `reason` column can hold it, on either database.

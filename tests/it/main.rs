@@ -17,6 +17,7 @@ mod properties;
 mod record;
 mod replay;
 mod schema;
+mod statements;
 mod stats;
 mod sweep;
 mod versions;

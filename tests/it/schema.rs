@@ -204,7 +204,7 @@ async fn postgres_compresses_bodies_with_lz4_when_it_can_and_indexes_sparse_keys
 /// in ../shared/bench at C=8). The plans are of the statements ingest runs.
 async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: TestApp) {
     use chrono::{Duration, NaiveDate};
-    use deploy_tracker::deployments::ingest::{LOOKUP_POSTGRES, NEWEST_READY_SQLITE};
+    use deploy_tracker::deployments::ingest::{LOOKUP_POSTGRES, LOOKUP_SQLITE};
     use deploy_tracker::deployments::plan::HEAD_WINDOW;
     use deploy_tracker::simulate::SimApp;
     use deploy_tracker::store::deployments::{self, Environment, Status};
@@ -251,6 +251,26 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
             .unwrap();
     }
     let backend = app.db.get_database_backend();
+    // On SQLite every arm of the lookup, each with one key, as a batch of every kind
+    // of event sends it; without statistics (as a new database has them) and with.
+    let sqlite_values = || -> Vec<Value> {
+        let hex = app_id.simple().to_string();
+        vec![
+            r#"["dpl_1", "dpl_2"]"#.into(),
+            "[1, 2]".into(),
+            serde_json::json!([[hex, "production", "abc123"]])
+                .to_string()
+                .into(),
+            serde_json::json!([[hex, "production"], [hex, "staging"]])
+                .to_string()
+                .into(),
+            (HEAD_WINDOW as i64).into(),
+        ]
+    };
+    if app.backend == Backend::Sqlite {
+        let plan = sqlite_plan(&app, LOOKUP_SQLITE, sqlite_values()).await;
+        assert_lookup_indexed(&plan);
+    }
     app.db
         .execute_unprepared("ANALYZE deployments")
         .await
@@ -273,12 +293,8 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
             ],
         ),
         Backend::Sqlite => (
-            format!("EXPLAIN QUERY PLAN {NEWEST_READY_SQLITE}"),
-            vec![
-                app_id.into(),
-                "production".into(),
-                (HEAD_WINDOW as i64).into(),
-            ],
+            format!("EXPLAIN QUERY PLAN {LOOKUP_SQLITE}"),
+            sqlite_values(),
         ),
     };
     let plan = app
@@ -301,6 +317,126 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
         !text.contains("Sort") && !text.contains("TEMP B-TREE"),
         "{text}"
     );
+    if app.backend == Backend::Sqlite {
+        assert_lookup_indexed(&text);
+    }
 }
 
 crate::db_test!(the_batch_reads_a_pairs_newest_ready_rows_through_their_index);
+
+/// SQLite's plan of `sql` with `values`, one line a step, each indented by its depth.
+async fn sqlite_plan(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> String {
+    let plan = app
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {sql}"),
+            values,
+        ))
+        .await
+        .unwrap();
+    plan.iter()
+        .map(|row| row.try_get_by_index::<String>(3).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// No step of the plan reads a whole table: only the JSON arrays are scanned.
+fn assert_no_table_scan(plan: &str) {
+    for step in plan.lines() {
+        assert!(
+            !step.starts_with("SCAN ") || step.contains("VIRTUAL TABLE"),
+            "a table scan: {step}\n{plan}"
+        );
+    }
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+}
+
+/// Each arm of SQLite's batch lookup goes through its index.
+fn assert_lookup_indexed(plan: &str) {
+    assert_no_table_scan(plan);
+    for index in [
+        "uq_deployments_vercel_deployment_id (vercelDeploymentId=?)",
+        "idx_deployments_rollback_to (rollbackTo=?)",
+        "uq_deployments_github_deployment_id (githubDeploymentId=?)",
+        "idx_deployments_app_env_sha (appId=? AND environment=? AND githubCommitSha=?)",
+        "idx_deployments_ready_created (appId=? AND environment=?)",
+        "sqlite_autoindex_deployments_1 (id=?)",
+    ] {
+        assert!(plan.contains(index), "{index} not used:\n{plan}");
+    }
+}
+
+/// The other statements a batch reads with on SQLite, each one text for any batch
+/// (JSON arrays): the apps it names and the ledger rows of its deliveries, each key
+/// a probe of an index, on a new database and once it has statistics.
+#[tokio::test]
+async fn sqlite_reads_a_batchs_apps_and_copies_through_their_indexes() {
+    use deploy_tracker::deployments::ingest::{APPS_SQLITE, RECORDED_SQLITE};
+    use deploy_tracker::simulate::SimApp;
+    use deploy_tracker::store::deliveries;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+
+    let app = TestApp::new(Backend::Sqlite).await;
+    // The batch's statements need `json_each` (3.9), `->>` (3.38) and `unhex` (3.41):
+    // sqlx's bundled SQLite has them all.
+    let version = rows(&app, "SELECT sqlite_version()").await;
+    eprintln!("SQLite {}", version[0][0]);
+    let number: Vec<u32> = version[0][0]
+        .split('.')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(number[..2] >= [3, 41][..], "SQLite {version:?}");
+    // Tables of some size, so that with statistics an index beats reading them whole.
+    for n in 0..40 {
+        app.register(SimApp::numbered(n).registration()).await;
+    }
+    let at = chrono::Utc::now().naive_utc();
+    let ledger: Vec<deliveries::ActiveModel> = (0..600)
+        .map(|n| deliveries::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            provider: Set(if n % 2 == 0 { "github" } else { "vercel" }.to_owned()),
+            delivery_id: Set(format!("delivery-{n}")),
+            event_type: Set("push".to_owned()),
+            body: Set(b"{}".to_vec()),
+            received_at: Set(at),
+            outcome: Set("applied".to_owned()),
+            reason: Set(String::new()),
+            deployment_id: Set(None),
+            attempts: Set(1),
+            last_received_at: Set(Some(at)),
+            source: Set("webhook".to_owned()),
+        })
+        .collect();
+    for chunk in ledger.chunks(50) {
+        deliveries::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(&app.db)
+            .await
+            .unwrap();
+    }
+    for analyzed in [false, true] {
+        if analyzed {
+            app.db.execute_unprepared("ANALYZE").await.unwrap();
+        }
+        let apps = sqlite_plan(
+            &app,
+            APPS_SQLITE,
+            vec![
+                r#"["sim-org/app-0001", "sim-org/app-0002"]"#.into(),
+                r#"["prj_sim00000000000000000003"]"#.into(),
+            ],
+        )
+        .await;
+        assert_no_table_scan(&apps);
+        assert!(apps.contains("idx_apps_github_repo (<expr>=?)"), "{apps}");
+        assert!(apps.contains("(vercelProjectId=?)"), "{apps}");
+        let copies = sqlite_plan(
+            &app,
+            RECORDED_SQLITE,
+            vec![r#"[["github", "delivery-2"], ["vercel", "delivery-3"]]"#.into()],
+        )
+        .await;
+        assert_no_table_scan(&copies);
+        assert!(copies.contains("(provider=? AND deliveryId=?)"), "{copies}");
+    }
+}
