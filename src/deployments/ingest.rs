@@ -3,21 +3,29 @@
 //!
 //! Deliveries that arrive together share that transaction (group commit): whoever
 //! gets a writer's turn takes every delivery queued for it so far, reads what they can
-//! touch in two statements (the apps they name, locked on Postgres, then the
-//! deployment rows they could look up), applies them one after another in memory
-//! ([`super::plan`]), writes the changed rows and the ledger rows (one statement on
-//! Postgres, two on SQLite), commits, and only then answers each delivery. A delivery recorded before
-//! makes the ledger insert come up short; the batch is then rolled back and done
-//! again, looking for such copies first.
+//! touch (the apps they name, then the deployment rows they could look up), applies
+//! them one after another in memory ([`super::plan`]), writes the changed rows and the
+//! ledger rows, and only once that has committed answers each delivery.
+//!
+//! On Postgres a batch first goes without a transaction ([`attempt_unlocked`]): it
+//! reads unlocked and writes in one statement that commits on its own, on condition
+//! that none of its apps changed version since it read them ([`WRITE_UNLOCKED`]).
+//! When one did, or the batch must relink chains of ready rows in the database, it is
+//! done again in a transaction that locks its apps first (in id order) and raises
+//! their versions, as every other writer of an app's rows does ([`lock_app`]). On
+//! SQLite a batch is always such a transaction (`BEGIN IMMEDIATE`, one writer at a
+//! time). A delivery recorded before makes the ledger insert come up short (or, in
+//! the unlocked statement, fail); the batch is then rolled back and done again,
+//! looking for such copies first.
 //!
 //! On Postgres there are several writers (`INGEST_WRITERS`), each with a queue and a
 //! turn of its own, so that several backends work at once. A delivery joins the
 //! queue of the writer its app's key hashes to: the repository it names, lowercased,
 //! else its Vercel project id. So deliveries about one app meet in one queue, and the
-//! writers' batches lock disjoint apps. Where the keys of one app differ (a Vercel
+//! writers' batches touch disjoint apps. Where the keys of one app differ (a Vercel
 //! event without repository meta, an app whose project builds another repository),
-//! two writers may hold deliveries of one app; their batches then take turns on the
-//! app's row lock, as two replicas' do, and the unique keys decide the rest.
+//! two writers may hold deliveries of one app; their batches then meet on the app's
+//! version and row lock, as two replicas' do, and the unique keys decide the rest.
 //!
 //! Order and repetition do not matter: a duplicate delivery id changes nothing, status
 //! only moves forward (see [`super::state`]), missing fields are only ever filled, and
