@@ -953,13 +953,20 @@ pub const LOOKUP_POSTGRES: &str = r#"SELECT * FROM deployments WHERE "vercelDepl
 /// empty array costs nothing but its parse. `CROSS JOIN` keeps SQLite walking the
 /// JSON and probing the table, not the other way round (without statistics it may
 /// rather walk an index on status), and the literal status lets it use the partial
-/// index of ready rows. Public so that the plan test can `EXPLAIN` what ingest runs.
-pub const LOOKUP_SQLITE: &str = r#"SELECT * FROM deployments
+/// index of ready rows. The id arms name their index (`INDEXED BY`): SQLite's
+/// statistics count NULLs as one value, so where no row has a GitHub deployment id
+/// (Vercel-only deploys) or a Vercel id (GitHub-only CD) they say each id matches
+/// every row, and the planner read the whole table for every batch (a 100,000-row
+/// history: 560 deliveries/s instead of 2,700). Public so that the plan test can
+/// `EXPLAIN` what ingest runs.
+pub const LOOKUP_SQLITE: &str = r#"SELECT * FROM deployments INDEXED BY uq_deployments_vercel_deployment_id
     WHERE "vercelDeploymentId" IN (SELECT value FROM json_each(?1))
     UNION ALL
-    SELECT * FROM deployments WHERE "rollbackTo" IN (SELECT value FROM json_each(?1))
+    SELECT * FROM deployments INDEXED BY idx_deployments_rollback_to
+    WHERE "rollbackTo" IN (SELECT value FROM json_each(?1))
     UNION ALL
-    SELECT * FROM deployments WHERE "githubDeploymentId" IN (SELECT value FROM json_each(?2))
+    SELECT * FROM deployments INDEXED BY uq_deployments_github_deployment_id
+    WHERE "githubDeploymentId" IN (SELECT value FROM json_each(?2))
     UNION ALL
     SELECT d.* FROM json_each(?3) AS k CROSS JOIN deployments AS d
     WHERE d."appId" = unhex(k.value ->> 0) AND d.environment = k.value ->> 1
