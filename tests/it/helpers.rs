@@ -11,6 +11,7 @@ use deploy_tracker::http::{AppState, DEFAULT_MAX_BODY_BYTES, Limits, app};
 use deploy_tracker::simulate::{Flow, SimApp, SimDelivery};
 use deploy_tracker::store::{self, deliveries, deployments};
 use deploy_tracker::webhooks::signature::{Secrets, sign_github, sign_vercel};
+use deploy_tracker::webhooks::{ContentType, Delivery, Provider, github, vercel};
 use http_body_util::BodyExt;
 use migration::{Migrator, MigratorTrait};
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -437,5 +438,18 @@ impl Load {
             deliveries,
             distinct,
         }
+    }
+}
+
+/// The delivery the HTTP edge would build from these bytes.
+pub fn delivery(sim: &SimDelivery) -> Delivery {
+    match sim.provider {
+        Provider::Github => github::delivery(
+            Some(sim.event),
+            Some(&sim.delivery_id),
+            ContentType::Json,
+            sim.body.clone(),
+        ),
+        Provider::Vercel => vercel::delivery(ContentType::Json, sim.body.clone()),
     }
 }

@@ -16,12 +16,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use deploy_tracker::simulate::{Flow, SimApp, SimDelivery};
-use deploy_tracker::webhooks::{ContentType, Delivery, Provider, github, vercel};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use crate::helpers::{Backend, Row, TestApp};
+use crate::helpers::{Backend, Row, TestApp, delivery};
 
 const APPS: usize = 2;
 /// Cases per backend; each uses three fresh databases. Raise with PROPTEST_CASES.
@@ -157,19 +156,6 @@ fn all_deliveries(specs: &[FlowSpec], serves: &[ServeSpec], apps: &[SimApp]) -> 
 
 fn sim_apps() -> Vec<SimApp> {
     (0..APPS).map(SimApp::numbered).collect()
-}
-
-/// The delivery the HTTP edge would build from these bytes.
-fn delivery(sim: &SimDelivery) -> Delivery {
-    match sim.provider {
-        Provider::Github => github::delivery(
-            Some(sim.event),
-            Some(&sim.delivery_id),
-            ContentType::Json,
-            sim.body.clone(),
-        ),
-        Provider::Vercel => vercel::delivery(ContentType::Json, sim.body.clone()),
-    }
 }
 
 /// How a run hands its deliveries to ingest.

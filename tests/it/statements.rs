@@ -10,25 +10,11 @@ use std::sync::{Arc, Mutex};
 use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::simulate::{Flow, SimApp, SimDelivery};
 use deploy_tracker::store::{deliveries, deployments};
-use deploy_tracker::webhooks::{ContentType, Delivery, Provider, github, vercel};
 use sea_orm::{
     ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, Statement, TransactionTrait,
 };
 
-use crate::helpers::{Backend, TestApp};
-
-/// The delivery the HTTP edge would build from these bytes.
-fn delivery(sim: &SimDelivery) -> Delivery {
-    match sim.provider {
-        Provider::Github => github::delivery(
-            Some(sim.event),
-            Some(&sim.delivery_id),
-            ContentType::Json,
-            sim.body.clone(),
-        ),
-        Provider::Vercel => vercel::delivery(ContentType::Json, sim.body.clone()),
-    }
-}
+use crate::helpers::{Backend, TestApp, delivery};
 
 /// Rounds of flows of growing size over six apps, each flow's push, Vercel events
 /// and GitHub statuses, a quarter of them sent twice, and rollbacks: every kind of
