@@ -509,15 +509,34 @@ async fn ingest_alone(
     }
 }
 
+/// A batch's first statement, which waits for a connection: given up at `deadline`
+/// as a connection not had in time.
+async fn within<T>(
+    deadline: Instant,
+    first: impl Future<Output = Result<T, DbErr>>,
+) -> Result<T, DbErr> {
+    tokio::time::timeout_at(deadline, first)
+        .await
+        .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))?
+}
+
 /// Whether the database server refused a statement (a constraint, a deadlock), as
 /// opposed to not being reachable: only the former is worth redoing delivery by
 /// delivery.
 fn from_the_database(err: &DbErr) -> bool {
+    database_error(err).is_some()
+}
+
+/// The error the database server answered a statement with, if it was one.
+fn database_error(err: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseError> {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
-            matches!(**err, sea_orm::sqlx::Error::Database(_))
+            match &**err {
+                sea_orm::sqlx::Error::Database(err) => Some(&**err),
+                _ => None,
+            }
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -813,10 +832,7 @@ async fn attempt_unlocked(
     deadline: Instant,
 ) -> Result<Option<Vec<Receipt>>, Abort> {
     let events = batch.iter().map(|d| &d.event);
-    let apps =
-        tokio::time::timeout_at(deadline, read_apps(db, &AppKeys::of(events.clone()), false))
-            .await
-            .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))??;
+    let apps = within(deadline, read_apps(db, &AppKeys::of(events.clone()), false)).await?;
     let (app_ids, versions): (Vec<Uuid>, Vec<i64>) =
         apps.iter().map(|(app, version)| (app.id, *version)).unzip();
     let apps = apps.into_iter().map(|(app, _)| app).collect();
@@ -856,13 +872,8 @@ async fn attempt_unlocked(
 /// delivery, recorded by another transaction since the batch looked (or before,
 /// when it did not look).
 fn is_ledger_conflict(err: &DbErr) -> bool {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
-            matches!(&**err, sea_orm::sqlx::Error::Database(err)
-                if err.constraint() == Some("uq_webhook_deliveries_provider_delivery"))
-        }
-        _ => false,
-    }
+    database_error(err)
+        .is_some_and(|err| err.constraint() == Some("uq_webhook_deliveries_provider_delivery"))
 }
 
 /// One transaction for [`ingest_batch`]; `look` reads the ledger for copies first.
@@ -874,9 +885,7 @@ async fn attempt_batch(
     look: bool,
     turn: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<(Vec<Receipt>, bool), Abort> {
-    let txn = tokio::time::timeout_at(deadline, begin(db))
-        .await
-        .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))??;
+    let txn = within(deadline, begin(db)).await?;
     // Apps first: on Postgres their locks make concurrent batches about the same
     // apps take turns, so what is read below is what the next batch will see.
     let mut snapshot = read_snapshot(&txn, batch.iter().map(|d| &d.event)).await?;
@@ -1264,7 +1273,8 @@ fn sqlite_statement(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>)
     Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
-/// A list as one JSON text parameter, for SQLite's `json_each`.
+/// Items as one JSON text parameter: a list for SQLite's `json_each`, or rows for
+/// Postgres's `json_populate_recordset`.
 fn json(items: &impl Serialize) -> Result<sea_orm::Value, DbErr> {
     serde_json::to_string(items)
         .map(sea_orm::Value::from)
@@ -1400,18 +1410,9 @@ fn write_values(
     sort_ledger(&mut ledger);
     let rows: Vec<&deployments::Model> = snapshot.touched().collect();
     // The ledger rows serialize without their bodies.
-    let json_rows = serde_json::to_string(&ledger);
+    let ledger_rows = json(&ledger)?;
     let bodies: Vec<Vec<u8>> = ledger.into_iter().map(|row| row.body).collect();
-    let json = |value: serde_json::Result<String>| {
-        value
-            .map(sea_orm::Value::from)
-            .map_err(|err| DbErr::Custom(format!("could not encode the batch: {err}")))
-    };
-    Ok(vec![
-        json(serde_json::to_string(&rows))?,
-        json(json_rows)?,
-        bodies.into(),
-    ])
+    Ok(vec![json(&rows)?, ledger_rows, bodies.into()])
 }
 
 /// Writes the rows a snapshot created or changed, in one statement.
