@@ -473,11 +473,12 @@ async fn apply(
 ) -> Result<Option<Change>, DbErr> {
     use deployments::Column;
     let txn = ingest::begin(db).await?;
-    // The app's row lock, as ingest takes it: a delivery for this app is either
-    // committed before this reads on, or waits until this commits. One app per
-    // transaction, so no lock order to keep. A plain FOR UPDATE rather than SKIP
-    // LOCKED: a delivery holds the lock for one batch (milliseconds), and skipping
-    // would leave a busy app's stuck rows for a later sweep.
+    // The app's row lock, as a locked ingest batch takes it, with its version raised
+    // on Postgres: a delivery for this app is either committed before this reads on,
+    // or waits until this commits, or (read unlocked before) writes nothing and is
+    // done again. One app per transaction, so no lock order to keep. A lock waited
+    // for rather than SKIP LOCKED: a delivery holds it for one batch (milliseconds),
+    // and skipping would leave a busy app's stuck rows for a later sweep.
     let app = ingest::lock_app(&txn, row.app_id).await?;
     let Some(app) = app else {
         txn.rollback().await?;

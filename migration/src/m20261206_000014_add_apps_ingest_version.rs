@@ -2,8 +2,8 @@
 //!
 //! Ingest reads a batch's rows without locks and writes them in one statement that
 //! commits on its own, on condition that none of the batch's apps changed version
-//! since it read: a round trip for the read and one for the write, instead of
-//! BEGIN, lock, read, write and COMMIT. Every other writer (a locked batch, the
+//! since it read: two round trips to read (the apps, then the rows) and one to write,
+//! instead of BEGIN, lock, read, write and COMMIT. Every other writer (a locked batch, the
 //! sweeper, reprocessing) raises the versions of the apps it locks, so a batch that
 //! read before it committed writes nothing and is done again under locks. SQLite
 //! writes one transaction at a time and needs none of this.
