@@ -16,6 +16,7 @@ mod m20261201_000011_add_deployments_ready_finished;
 mod m20261202_000012_narrow_ingest_indexes;
 mod m20261202_000013_add_deployments_ready_created;
 mod m20261206_000014_add_apps_ingest_version;
+mod m20261206_000015_narrow_sqlite_indexes;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_narrow_ingest_indexes::Migration),
             Box::new(m20261202_000013_add_deployments_ready_created::Migration),
             Box::new(m20261206_000014_add_apps_ingest_version::Migration),
+            Box::new(m20261206_000015_narrow_sqlite_indexes::Migration),
         ]
     }
 }
@@ -56,6 +58,15 @@ async fn execute_on_postgres(
     statements: &[&str],
 ) -> Result<(), DbErr> {
     if !is_postgres(manager) {
+        return Ok(());
+    }
+    execute_all(manager, statements).await
+}
+
+/// Runs each statement in order on SQLite; on Postgres does nothing (for the
+/// migrations that give SQLite what an earlier one gave Postgres alone).
+async fn execute_on_sqlite(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    if is_postgres(manager) {
         return Ok(());
     }
     execute_all(manager, statements).await

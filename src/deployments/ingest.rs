@@ -242,7 +242,8 @@ impl Ingest {
     /// Ingest as `serve` runs it: on Postgres, its writers run on a thread of their
     /// own ([`WriterThread`]) and write through a pool of their own, two connections
     /// each (one batch committing while the next begins), on which the ingest
-    /// statements keep one plan ([`crate::store::connect_ingest`]); otherwise as
+    /// statements keep one plan ([`crate::store::connect_ingest`]); on SQLite, its
+    /// writer writes through a connection of its own; otherwise as
     /// [`Self::with_writers`].
     pub async fn open(
         db: DatabaseConnection,
@@ -263,6 +264,13 @@ impl Ingest {
                 .await
                 .map_err(|err| DbErr::Custom(format!("the writers' thread failed: {err}")))??;
             ingest.thread = Some(Arc::new(thread));
+        } else if !crate::store::is_memory_sqlite_url(url) {
+            // One connection of the writer's own. A connection that finds the database
+            // written by another since its last transaction drops its whole page cache,
+            // so batches spread over the pool read every page they touch again; on one
+            // connection the pages stay cached from one batch to the next. (An
+            // in-memory database is one per pool: it keeps the shared pool.)
+            ingest.write_db = crate::store::connect_ingest(url, 1).await?;
         }
         Ok(ingest)
     }
@@ -958,7 +966,9 @@ pub const LOOKUP_POSTGRES: &str = r#"SELECT * FROM deployments WHERE "vercelDepl
 /// is one JSON text that `json_each` expands, uuids (16-byte blobs there) as hex that
 /// `unhex` turns back. The arms: rows by Vercel id (`?1`), rollback rows naming one
 /// of those ids, rows by GitHub deployment id (`?2`), rows by [app, environment,
-/// commit] (`?3`), and each [app, environment]'s newest `?5` ready rows (`?4`). An
+/// commit] (`?3`), and each [app, environment]'s newest [`HEAD_WINDOW`] ready rows
+/// (`?4`); that count is written into the text, as a bound `LIMIT` makes SQLite plan
+/// the statement again each time it is bound (it reads the value to plan). An
 /// empty array costs nothing but its parse. `CROSS JOIN` keeps SQLite walking the
 /// JSON and probing the table, not the other way round (without statistics it may
 /// rather walk an index on status), and the literal status lets it use the partial
@@ -968,24 +978,28 @@ pub const LOOKUP_POSTGRES: &str = r#"SELECT * FROM deployments WHERE "vercelDepl
 /// every row, and the planner read the whole table for every batch (a 100,000-row
 /// history: 560 deliveries/s instead of 2,700). Public so that the plan test can
 /// `EXPLAIN` what ingest runs.
-pub const LOOKUP_SQLITE: &str = r#"SELECT * FROM deployments INDEXED BY uq_deployments_vercel_deployment_id
+pub static LOOKUP_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"SELECT * FROM deployments INDEXED BY uq_deployments_vercel_deployment_id_set
     WHERE "vercelDeploymentId" IN (SELECT value FROM json_each(?1))
     UNION ALL
     SELECT * FROM deployments INDEXED BY idx_deployments_rollback_to
     WHERE "rollbackTo" IN (SELECT value FROM json_each(?1))
     UNION ALL
-    SELECT * FROM deployments INDEXED BY uq_deployments_github_deployment_id
+    SELECT * FROM deployments INDEXED BY uq_deployments_github_deployment_id_set
     WHERE "githubDeploymentId" IN (SELECT value FROM json_each(?2))
     UNION ALL
-    SELECT d.* FROM json_each(?3) AS k CROSS JOIN deployments AS d
+    SELECT d.* FROM jsonb_each(?3) AS k CROSS JOIN deployments AS d
     WHERE d."appId" = unhex(k.value ->> 0) AND d.environment = k.value ->> 1
       AND d."githubCommitSha" = k.value ->> 2
     UNION ALL
-    SELECT d.* FROM json_each(?4) AS p CROSS JOIN deployments AS d
+    SELECT d.* FROM jsonb_each(?4) AS p CROSS JOIN deployments AS d
     WHERE d.id IN (SELECT x.id FROM deployments AS x
         WHERE x."appId" = unhex(p.value ->> 0) AND x.environment = p.value ->> 1
           AND x.status = 'ready'
-        ORDER BY x."createdAt" DESC, x.id DESC LIMIT ?5)"#;
+        ORDER BY x."createdAt" DESC, x.id DESC LIMIT {HEAD_WINDOW})"#
+    )
+});
 
 /// The apps a batch names on SQLite: by repository, lowercased (`?1`, a JSON array),
 /// or by Vercel project id (`?2`). One text for any batch, as [`LOOKUP_SQLITE`]; each
@@ -999,7 +1013,7 @@ pub const APPS_SQLITE: &str = r#"SELECT * FROM apps
 /// each pair a probe of the ledger's unique key. Public for the plan test.
 pub const RECORDED_SQLITE: &str = r#"SELECT w.id, w.provider, w."deliveryId", w.outcome, w.reason,
        w."deploymentId"
-    FROM json_each(?1) AS k CROSS JOIN webhook_deliveries AS w
+    FROM jsonb_each(?1) AS k CROSS JOIN webhook_deliveries AS w
     WHERE w.provider = k.value ->> 0 AND w."deliveryId" = k.value ->> 1"#;
 
 /// Reads what `events` can touch: the apps they name, locked on Postgres in id order
@@ -1146,10 +1160,9 @@ async fn read_rows<'e, C: ConnectionTrait>(
                 json(&keys.github_ids)?,
                 json(&commits)?,
                 json(&heads)?,
-                (HEAD_WINDOW as i64).into(),
             ];
             deployments::Entity::find()
-                .from_raw_sql(sqlite_statement(LOOKUP_SQLITE, values))
+                .from_raw_sql(sqlite_statement(&LOOKUP_SQLITE, values))
                 .all(txn)
                 .await?
         };
@@ -1522,7 +1535,7 @@ fn sqlite_insert<E: EntityTrait>(conflict: &str) -> String {
         });
     }
     format!(
-        "INSERT INTO {} ({}) SELECT {} FROM json_each(?1) AS r WHERE true {conflict}",
+        "INSERT INTO {} ({}) SELECT {} FROM jsonb_each(?1) AS r WHERE true {conflict}",
         E::default().table_name(),
         names.join(", "),
         values.join(", ")
@@ -1532,7 +1545,8 @@ fn sqlite_insert<E: EntityTrait>(conflict: &str) -> String {
 /// Rows for a [`sqlite_insert`] statement: the JSON array of rows, and their bytes. Each
 /// value is written as sqlx would bind it on SQLite, so that the table holds the same
 /// values either way (times as "%F %T%.f" text, which their order and comparisons rest
-/// on; booleans as 0 or 1).
+/// on, here through chrono's `Display`, which writes the same without parsing a format
+/// for each value; booleans as 0 or 1).
 fn sqlite_rows<A: ActiveModelTrait>(
     rows: impl IntoIterator<Item = A>,
 ) -> Result<(sea_orm::Value, Vec<u8>), DbErr> {
@@ -1552,7 +1566,7 @@ fn sqlite_rows<A: ActiveModelTrait>(
                     serde_json::json!([start, b.len()])
                 }
                 Some(V::Uuid(u)) => u.map(hex_id).into(),
-                Some(V::ChronoDateTime(t)) => t.map(|t| t.format("%F %T%.f").to_string()).into(),
+                Some(V::ChronoDateTime(t)) => t.map(|t| t.to_string()).into(),
                 Some(V::String(s)) => s.into(),
                 Some(V::Enum(e)) => match e {
                     OptionEnum::Some(e) => J::from(e.value.into_owned()),
@@ -1577,4 +1591,41 @@ fn sqlite_rows<A: ActiveModelTrait>(
 /// A reason as the ledger's `reason` column can hold it, on either database.
 fn ledger_reason(reason: &str) -> String {
     crate::webhooks::truncate(crate::webhooks::storable(reason), 255)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, NaiveDateTime};
+
+    /// [`super::sqlite_rows`] writes times with `Display`; sqlx binds them with
+    /// "%F %T%.f". The two must be the same text, or rows written either way would
+    /// compare and sort apart.
+    #[test]
+    fn a_time_reads_as_sqlx_would_bind_it() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut times: Vec<NaiveDateTime> = [0, 1, 999_999_999, 1_000_000, 120_000_000]
+            .iter()
+            .map(|&nanos| {
+                DateTime::from_timestamp(1_780_000_000, nanos)
+                    .unwrap()
+                    .naive_utc()
+            })
+            .collect();
+        for _ in 0..10_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let secs = (seed % 8_000_000_000) as i64 - 2_000_000_000;
+            let nanos = match seed % 4 {
+                0 => 0,
+                1 => (seed >> 8) as u32 % 1_000 * 1_000_000,
+                2 => (seed >> 8) as u32 % 1_000_000 * 1_000,
+                _ => (seed >> 8) as u32 % 1_000_000_000,
+            };
+            times.push(DateTime::from_timestamp(secs, nanos).unwrap().naive_utc());
+        }
+        for t in times {
+            assert_eq!(t.to_string(), t.format("%F %T%.f").to_string());
+        }
+    }
 }

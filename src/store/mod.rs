@@ -42,8 +42,8 @@ pub fn connect_options(url: &str) -> ConnectOptions {
     options_with(url, &[])
 }
 
-/// Opens the pool ingest's writers write through, on Postgres: `connections` of
-/// them, on which statements are planned once per connection and the plan kept
+/// Opens the pool ingest's writers write through: `connections` of them, on Postgres
+/// ones on which statements are planned once per connection and the plan kept
 /// (`plan_cache_mode = force_generic_plan`). Ingest runs a handful of statements
 /// whose texts never change, with arrays for parameters; left to choose, Postgres
 /// plans the read of a batch's rows afresh for each batch, which costs more than
@@ -68,10 +68,14 @@ fn options_with(url: &str, settings: &[(&'static str, &'static str)]) -> Connect
             .max_connections(4)
             .min_connections(1)
             .map_sqlx_sqlite_opts(|opts| {
+                // Temporary files in memory: a multi-row write inside a transaction
+                // keeps a statement journal (to undo just that statement), which
+                // otherwise is a file created, written and deleted for each batch.
                 opts.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5))
+                    .pragma("temp_store", "memory")
             });
     } else {
         // Every statement the service runs is meant to be driven by an index. Left to
@@ -91,6 +95,12 @@ fn options_with(url: &str, settings: &[(&'static str, &'static str)]) -> Connect
 
 pub fn is_sqlite_url(url: &str) -> bool {
     url.starts_with("sqlite:")
+}
+
+/// An SQLite database that lives in memory: each pool opened from its URL is a
+/// database of its own.
+pub fn is_memory_sqlite_url(url: &str) -> bool {
+    is_sqlite_url(url) && (url.contains(":memory:") || url.contains("mode=memory"))
 }
 
 /// Timestamps are stored as UTC without a zone (the seed's `TIMESTAMP`) and shown

@@ -264,11 +264,10 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
             serde_json::json!([[hex, "production"], [hex, "staging"]])
                 .to_string()
                 .into(),
-            (HEAD_WINDOW as i64).into(),
         ]
     };
     if app.backend == Backend::Sqlite {
-        let plan = sqlite_plan(&app, LOOKUP_SQLITE, sqlite_values()).await;
+        let plan = sqlite_plan(&app, &LOOKUP_SQLITE, sqlite_values()).await;
         assert_lookup_indexed(&plan);
     }
     app.db
@@ -284,8 +283,8 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
         app.db
             .execute_unprepared(
                 "UPDATE sqlite_stat1 SET stat = '100000 100000' \
-                 WHERE idx IN ('uq_deployments_github_deployment_id', \
-                               'uq_deployments_vercel_deployment_id'); \
+                 WHERE idx IN ('uq_deployments_github_deployment_id_set', \
+                               'uq_deployments_vercel_deployment_id_set'); \
                  ANALYZE sqlite_schema",
             )
             .await
@@ -309,7 +308,7 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
             ],
         ),
         Backend::Sqlite => (
-            format!("EXPLAIN QUERY PLAN {LOOKUP_SQLITE}"),
+            format!("EXPLAIN QUERY PLAN {}", *LOOKUP_SQLITE),
             sqlite_values(),
         ),
     };
@@ -339,6 +338,113 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
 }
 
 crate::db_test!(the_batch_reads_a_pairs_newest_ready_rows_through_their_index);
+
+/// The sweeper pages through the rows in flight by an index of status: the seed's, or
+/// idx_deployments_status_updated, which holds only those rows (partial on both
+/// backends; SQLite uses it because the query names its condition word for word). A
+/// long history of finished rows costs a sweep nothing either way.
+async fn the_sweeper_reads_the_rows_in_flight_through_their_index(app: TestApp) {
+    use chrono::{Duration, NaiveDate};
+    use deploy_tracker::simulate::SimApp;
+    use deploy_tracker::store::deployments::{self, Environment, Status};
+    use deploy_tracker::sweep::candidates_query;
+    use sea_orm::{ActiveValue::Set, EntityTrait, QueryTrait};
+
+    let app_id: uuid::Uuid = app
+        .register(SimApp::numbered(0).registration())
+        .await
+        .parse()
+        .unwrap();
+    let start = NaiveDate::from_ymd_opt(2026, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let history: Vec<_> = (0..2_000i64)
+        .map(|i| {
+            let at = start + Duration::minutes(i);
+            deployments::ActiveModel {
+                id: Set(uuid::Uuid::new_v4()),
+                app_id: Set(app_id),
+                environment: Set(Environment::Staging),
+                status: Set(match i % 100 {
+                    0 => Status::Pending,
+                    1 => Status::Building,
+                    2 => Status::Failed,
+                    _ => Status::Ready,
+                }),
+                created_at: Set(at),
+                updated_at: Set(at),
+                ..Default::default()
+            }
+        })
+        .collect();
+    for chunk in history.chunks(500) {
+        deployments::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(&app.db)
+            .await
+            .unwrap();
+    }
+    app.db
+        .execute_unprepared("ANALYZE deployments")
+        .await
+        .unwrap();
+    let backend = app.db.get_database_backend();
+    let cutoff = start + Duration::days(30);
+    for after in [
+        None,
+        Some((start + Duration::minutes(500), uuid::Uuid::nil())),
+    ] {
+        let statement = candidates_query(cutoff, after).build(backend);
+        let explain = match app.backend {
+            Backend::Postgres => "EXPLAIN (COSTS OFF)",
+            Backend::Sqlite => "EXPLAIN QUERY PLAN",
+        };
+        let plan = app
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!("{explain} {}", statement.sql),
+                statement.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await
+            .unwrap();
+        let text = plan
+            .iter()
+            .map(|row| match app.backend {
+                Backend::Postgres => row.try_get_by_index::<String>(0).unwrap(),
+                Backend::Sqlite => row.try_get_by_index::<String>(3).unwrap(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains("idx_deployments_status"), "{text}");
+        assert!(!text.contains("Seq Scan"), "{text}");
+        if app.backend == Backend::Sqlite {
+            for step in text.lines() {
+                assert!(!step.starts_with("SCAN "), "a table scan: {step}\n{text}");
+            }
+        }
+        // And it answers: the rows in flight before the cutoff, oldest first.
+        let found = candidates_query(cutoff, after).all(&app.db).await.unwrap();
+        let expected = history
+            .iter()
+            .filter(|row| {
+                matches!(row.status.as_ref(), Status::Pending | Status::Building)
+                    && *row.updated_at.as_ref() < cutoff
+                    && after.is_none_or(|(at, _)| *row.updated_at.as_ref() >= at)
+            })
+            .count();
+        assert!(expected > 0);
+        assert_eq!(found.len(), expected, "{after:?}");
+        assert!(found.windows(2).all(|w| w[0].updated_at <= w[1].updated_at));
+        assert!(
+            found
+                .iter()
+                .all(|row| matches!(row.status, Status::Pending | Status::Building))
+        );
+    }
+}
+
+crate::db_test!(the_sweeper_reads_the_rows_in_flight_through_their_index);
 
 /// SQLite's plan of `sql` with `values`, one line a step, each indented by its depth.
 async fn sqlite_plan(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> String {
@@ -372,9 +478,9 @@ fn assert_no_table_scan(plan: &str) {
 fn assert_lookup_indexed(plan: &str) {
     assert_no_table_scan(plan);
     for index in [
-        "uq_deployments_vercel_deployment_id (vercelDeploymentId=?)",
+        "uq_deployments_vercel_deployment_id_set (vercelDeploymentId=?)",
         "idx_deployments_rollback_to (rollbackTo=?)",
-        "uq_deployments_github_deployment_id (githubDeploymentId=?)",
+        "uq_deployments_github_deployment_id_set (githubDeploymentId=?)",
         "idx_deployments_app_env_sha (appId=? AND environment=? AND githubCommitSha=?)",
         "idx_deployments_ready_created (appId=? AND environment=?)",
         "sqlite_autoindex_deployments_1 (id=?)",
