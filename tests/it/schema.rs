@@ -1,5 +1,6 @@
 //! The migrated schema is the seed's, as the database itself reports it.
 
+use deploy_tracker::store::deployments::{self, Environment, Status};
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::helpers::{Backend, TestApp};
@@ -207,7 +208,6 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
     use deploy_tracker::deployments::ingest::{LOOKUP_POSTGRES, LOOKUP_SQLITE};
     use deploy_tracker::deployments::plan::HEAD_WINDOW;
     use deploy_tracker::simulate::SimApp;
-    use deploy_tracker::store::deployments::{self, Environment, Status};
     use sea_orm::{ActiveValue::Set, EntityTrait, Value};
 
     // Sixteen (app, environment) pairs of 250 rows each, interleaved in time, one in
@@ -218,38 +218,20 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
         apps.push(id.parse::<uuid::Uuid>().unwrap());
     }
     let app_id = apps[3];
-    let start = NaiveDate::from_ymd_opt(2026, 1, 1)
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap();
-    let history: Vec<_> = (0..4_000i64)
-        .map(|i| {
-            let at = start + Duration::minutes(i);
-            deployments::ActiveModel {
-                id: Set(uuid::Uuid::new_v4()),
-                app_id: Set(apps[(i % 8) as usize]),
-                environment: Set(if i % 16 < 8 {
-                    Environment::Production
-                } else {
-                    Environment::Staging
-                }),
-                status: Set(if i % 10 == 0 {
-                    Status::Failed
-                } else {
-                    Status::Ready
-                }),
-                created_at: Set(at),
-                updated_at: Set(at),
-                ..Default::default()
-            }
-        })
-        .collect();
-    for chunk in history.chunks(500) {
-        deployments::Entity::insert_many(chunk.iter().cloned())
-            .exec_without_returning(&app.db)
-            .await
-            .unwrap();
-    }
+    let (start, _) = insert_history(&app, 4_000, |i| {
+        let environment = if i % 16 < 8 {
+            Environment::Production
+        } else {
+            Environment::Staging
+        };
+        let status = if i % 10 == 0 {
+            Status::Failed
+        } else {
+            Status::Ready
+        };
+        (apps[(i % 8) as usize], environment, status)
+    })
+    .await;
     let backend = app.db.get_database_backend();
     // On SQLite every arm of the lookup, each with one key, as a batch of every kind
     // of event sends it; without statistics (as a new database has them) and with.
@@ -267,7 +249,7 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
         ]
     };
     if app.backend == Backend::Sqlite {
-        let plan = sqlite_plan(&app, &LOOKUP_SQLITE, sqlite_values()).await;
+        let plan = plan_of(&app, &LOOKUP_SQLITE, sqlite_values()).await;
         assert_lookup_indexed(&plan);
     }
     app.db
@@ -291,9 +273,9 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
             .unwrap();
     }
 
-    let (sql, values): (String, Vec<Value>) = match app.backend {
+    let (sql, values): (&str, Vec<Value>) = match app.backend {
         Backend::Postgres => (
-            format!("EXPLAIN (COSTS OFF) {LOOKUP_POSTGRES}"),
+            LOOKUP_POSTGRES,
             vec![
                 Vec::<String>::new().into(),
                 Vec::<uuid::Uuid>::new().into(),
@@ -307,24 +289,9 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
                 (HEAD_WINDOW as i64).into(),
             ],
         ),
-        Backend::Sqlite => (
-            format!("EXPLAIN QUERY PLAN {}", *LOOKUP_SQLITE),
-            sqlite_values(),
-        ),
+        Backend::Sqlite => (&LOOKUP_SQLITE, sqlite_values()),
     };
-    let plan = app
-        .db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await
-        .unwrap();
-    let plan: Vec<String> = plan
-        .iter()
-        .map(|row| match app.backend {
-            Backend::Postgres => row.try_get_by_index::<String>(0).unwrap(),
-            Backend::Sqlite => row.try_get_by_index::<String>(3).unwrap(),
-        })
-        .collect();
-    let text = plan.join("\n");
+    let text = plan_of(&app, sql, values).await;
     assert!(text.contains("idx_deployments_ready_created"), "{text}");
     // Neither a sort of the pair's rows (Postgres) nor a temporary B-tree for the
     // order (SQLite): the index hands them over newest first.
@@ -346,7 +313,6 @@ crate::db_test!(the_batch_reads_a_pairs_newest_ready_rows_through_their_index);
 async fn the_sweeper_reads_the_rows_in_flight_through_their_index(app: TestApp) {
     use chrono::{Duration, NaiveDate};
     use deploy_tracker::simulate::SimApp;
-    use deploy_tracker::store::deployments::{self, Environment, Status};
     use deploy_tracker::sweep::candidates_query;
     use sea_orm::{ActiveValue::Set, EntityTrait, QueryTrait};
 
@@ -355,35 +321,16 @@ async fn the_sweeper_reads_the_rows_in_flight_through_their_index(app: TestApp) 
         .await
         .parse()
         .unwrap();
-    let start = NaiveDate::from_ymd_opt(2026, 1, 1)
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap();
-    let history: Vec<_> = (0..2_000i64)
-        .map(|i| {
-            let at = start + Duration::minutes(i);
-            deployments::ActiveModel {
-                id: Set(uuid::Uuid::new_v4()),
-                app_id: Set(app_id),
-                environment: Set(Environment::Staging),
-                status: Set(match i % 100 {
-                    0 => Status::Pending,
-                    1 => Status::Building,
-                    2 => Status::Failed,
-                    _ => Status::Ready,
-                }),
-                created_at: Set(at),
-                updated_at: Set(at),
-                ..Default::default()
-            }
-        })
-        .collect();
-    for chunk in history.chunks(500) {
-        deployments::Entity::insert_many(chunk.iter().cloned())
-            .exec_without_returning(&app.db)
-            .await
-            .unwrap();
-    }
+    let (start, history) = insert_history(&app, 2_000, |i| {
+        let status = match i % 100 {
+            0 => Status::Pending,
+            1 => Status::Building,
+            2 => Status::Failed,
+            _ => Status::Ready,
+        };
+        (app_id, Environment::Staging, status)
+    })
+    .await;
     app.db
         .execute_unprepared("ANALYZE deployments")
         .await
@@ -395,27 +342,8 @@ async fn the_sweeper_reads_the_rows_in_flight_through_their_index(app: TestApp) 
         Some((start + Duration::minutes(500), uuid::Uuid::nil())),
     ] {
         let statement = candidates_query(cutoff, after).build(backend);
-        let explain = match app.backend {
-            Backend::Postgres => "EXPLAIN (COSTS OFF)",
-            Backend::Sqlite => "EXPLAIN QUERY PLAN",
-        };
-        let plan = app
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                format!("{explain} {}", statement.sql),
-                statement.values.map(|v| v.0).unwrap_or_default(),
-            ))
-            .await
-            .unwrap();
-        let text = plan
-            .iter()
-            .map(|row| match app.backend {
-                Backend::Postgres => row.try_get_by_index::<String>(0).unwrap(),
-                Backend::Sqlite => row.try_get_by_index::<String>(3).unwrap(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let values = statement.values.map(|v| v.0).unwrap_or_default();
+        let text = plan_of(&app, &statement.sql, values).await;
         assert!(text.contains("idx_deployments_status"), "{text}");
         assert!(!text.contains("Seq Scan"), "{text}");
         if app.backend == Backend::Sqlite {
@@ -446,19 +374,64 @@ async fn the_sweeper_reads_the_rows_in_flight_through_their_index(app: TestApp) 
 
 crate::db_test!(the_sweeper_reads_the_rows_in_flight_through_their_index);
 
-/// SQLite's plan of `sql` with `values`, one line a step, each indented by its depth.
-async fn sqlite_plan(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> String {
+/// `n` deployment rows a minute apart from 2026-01-01 00:00, row `i` of the app,
+/// environment and status `row(i)` gives, inserted 500 at a time. Returns the first
+/// row's time and the rows.
+async fn insert_history(
+    app: &TestApp,
+    n: i64,
+    row: impl Fn(i64) -> (uuid::Uuid, Environment, Status),
+) -> (chrono::NaiveDateTime, Vec<deployments::ActiveModel>) {
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let history: Vec<_> = (0..n)
+        .map(|i| {
+            let at = start + chrono::Duration::minutes(i);
+            let (app_id, environment, status) = row(i);
+            deployments::ActiveModel {
+                id: Set(uuid::Uuid::new_v4()),
+                app_id: Set(app_id),
+                environment: Set(environment),
+                status: Set(status),
+                created_at: Set(at),
+                updated_at: Set(at),
+                ..Default::default()
+            }
+        })
+        .collect();
+    for chunk in history.chunks(500) {
+        deployments::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(&app.db)
+            .await
+            .unwrap();
+    }
+    (start, history)
+}
+
+/// The plan of `sql` with `values`, one line a step: Postgres's `EXPLAIN (COSTS
+/// OFF)`, SQLite's `EXPLAIN QUERY PLAN` (each step's text).
+async fn plan_of(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> String {
+    let explain = match app.backend {
+        Backend::Postgres => "EXPLAIN (COSTS OFF)",
+        Backend::Sqlite => "EXPLAIN QUERY PLAN",
+    };
     let plan = app
         .db
         .query_all_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Sqlite,
-            format!("EXPLAIN QUERY PLAN {sql}"),
+            app.db.get_database_backend(),
+            format!("{explain} {sql}"),
             values,
         ))
         .await
         .unwrap();
     plan.iter()
-        .map(|row| row.try_get_by_index::<String>(3).unwrap())
+        .map(|row| match app.backend {
+            Backend::Postgres => row.try_get_by_index::<String>(0).unwrap(),
+            Backend::Sqlite => row.try_get_by_index::<String>(3).unwrap(),
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -540,7 +513,7 @@ async fn sqlite_reads_a_batchs_apps_and_copies_through_their_indexes() {
         if analyzed {
             app.db.execute_unprepared("ANALYZE").await.unwrap();
         }
-        let apps = sqlite_plan(
+        let apps = plan_of(
             &app,
             APPS_SQLITE,
             vec![
@@ -552,7 +525,7 @@ async fn sqlite_reads_a_batchs_apps_and_copies_through_their_indexes() {
         assert_no_table_scan(&apps);
         assert!(apps.contains("idx_apps_github_repo (<expr>=?)"), "{apps}");
         assert!(apps.contains("(vercelProjectId=?)"), "{apps}");
-        let copies = sqlite_plan(
+        let copies = plan_of(
             &app,
             RECORDED_SQLITE,
             vec![r#"[["github", "delivery-2"], ["vercel", "delivery-3"]]"#.into()],
