@@ -204,11 +204,11 @@ async fn postgres_compresses_bodies_with_lz4_when_it_can_and_indexes_sparse_keys
 /// made each batch cost more the longer the history: 636 µs a lookup against 133 µs
 /// in ../shared/bench at C=8). The plans are of the statements ingest runs.
 async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: TestApp) {
-    use chrono::{Duration, NaiveDate};
+    use chrono::Duration;
     use deploy_tracker::deployments::ingest::{LOOKUP_POSTGRES, LOOKUP_SQLITE};
     use deploy_tracker::deployments::plan::HEAD_WINDOW;
     use deploy_tracker::simulate::SimApp;
-    use sea_orm::{ActiveValue::Set, EntityTrait, Value};
+    use sea_orm::Value;
 
     // Sixteen (app, environment) pairs of 250 rows each, interleaved in time, one in
     // ten failed.
@@ -232,7 +232,6 @@ async fn the_batch_reads_a_pairs_newest_ready_rows_through_their_index(app: Test
         (apps[(i % 8) as usize], environment, status)
     })
     .await;
-    let backend = app.db.get_database_backend();
     // On SQLite every arm of the lookup, each with one key, as a batch of every kind
     // of event sends it; without statistics (as a new database has them) and with.
     let sqlite_values = || -> Vec<Value> {
@@ -311,10 +310,10 @@ crate::db_test!(the_batch_reads_a_pairs_newest_ready_rows_through_their_index);
 /// backends; SQLite uses it because the query names its condition word for word). A
 /// long history of finished rows costs a sweep nothing either way.
 async fn the_sweeper_reads_the_rows_in_flight_through_their_index(app: TestApp) {
-    use chrono::{Duration, NaiveDate};
+    use chrono::Duration;
     use deploy_tracker::simulate::SimApp;
     use deploy_tracker::sweep::candidates_query;
-    use sea_orm::{ActiveValue::Set, EntityTrait, QueryTrait};
+    use sea_orm::QueryTrait;
 
     let app_id: uuid::Uuid = app
         .register(SimApp::numbered(0).registration())
