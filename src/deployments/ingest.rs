@@ -1350,29 +1350,12 @@ fn sort_ledger(ledger: &mut [deliveries::Model]) {
 /// expanded into the tables' row types, and the raw bodies beside them as one bytea
 /// array ($3), matched by position.
 fn write_statement(guard: &str, on_ledger_conflict: &str) -> String {
+    let set = rewritten_set();
     format!(
         r#"WITH changed AS (
     INSERT INTO deployments
     SELECT * FROM json_populate_recordset(NULL::deployments, $1::json) {guard}
-    ON CONFLICT (id) DO UPDATE SET
-        status = EXCLUDED.status,
-        "deploymentUrl" = EXCLUDED."deploymentUrl",
-        "githubCommitSha" = EXCLUDED."githubCommitSha",
-        "vercelDeploymentId" = EXCLUDED."vercelDeploymentId",
-        "createdAt" = EXCLUDED."createdAt",
-        "updatedAt" = EXCLUDED."updatedAt",
-        "errorMessage" = EXCLUDED."errorMessage",
-        "buildDurationMs" = EXCLUDED."buildDurationMs",
-        "failureReason" = EXCLUDED."failureReason",
-        "triggeredBy" = EXCLUDED."triggeredBy",
-        "buildLogs" = EXCLUDED."buildLogs",
-        "startedAt" = EXCLUDED."startedAt",
-        "finishedAt" = EXCLUDED."finishedAt",
-        "committedAt" = EXCLUDED."committedAt",
-        "previousDeploymentId" = EXCLUDED."previousDeploymentId",
-        "isRollback" = EXCLUDED."isRollback",
-        "githubDeploymentId" = EXCLUDED."githubDeploymentId",
-        "rollbackTo" = EXCLUDED."rollbackTo"
+    ON CONFLICT (id) DO UPDATE SET {set}
 )
 INSERT INTO webhook_deliveries
     (id, provider, "deliveryId", "eventType", body, "receivedAt", outcome, reason, "deploymentId",
@@ -1428,6 +1411,22 @@ fn write_values(
     Ok(vec![json(&rows)?, ledger_rows, bodies.into()])
 }
 
+/// What an upsert of a deployment row rewrites when the row is there already: every
+/// column but its key and what a row never changes (its app and environment).
+fn rewritten_columns() -> impl Iterator<Item = deployments::Column> {
+    use deployments::Column;
+    Column::iter().filter(|c| !matches!(c, Column::Id | Column::AppId | Column::Environment))
+}
+
+/// [`rewritten_columns`] as the `SET` list of an `ON CONFLICT (id) DO UPDATE`, on
+/// either database.
+fn rewritten_set() -> String {
+    rewritten_columns()
+        .map(|c| format!(r#""{0}" = excluded."{0}""#, c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Writes the rows a snapshot created or changed, in one statement.
 async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<(), DbErr> {
     let rows: Vec<deployments::Model> = snapshot.touched().cloned().collect();
@@ -1436,15 +1435,10 @@ async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<()
     }
     use deployments::Column;
     if txn.get_database_backend() == DbBackend::Sqlite {
-        // All but the key and what a row never changes: as below.
         static SQL: LazyLock<String> = LazyLock::new(|| {
-            let update: Vec<String> = Column::iter()
-                .filter(|c| !matches!(c, Column::Id | Column::AppId | Column::Environment))
-                .map(|c| format!(r#""{0}" = excluded."{0}""#, c.as_str()))
-                .collect();
             sqlite_insert::<deployments::Entity>(&format!(
                 "ON CONFLICT (id) DO UPDATE SET {}",
-                update.join(", ")
+                rewritten_set()
             ))
         });
         let (rows, _) = sqlite_rows(rows.into_iter().map(deployments::ActiveModel::from))?;
@@ -1454,26 +1448,7 @@ async fn write_rows(txn: &DatabaseTransaction, snapshot: &Snapshot) -> Result<()
     deployments::Entity::insert_many(rows.into_iter().map(deployments::ActiveModel::from))
         .on_conflict(
             OnConflict::column(Column::Id)
-                .update_columns([
-                    Column::Status,
-                    Column::DeploymentUrl,
-                    Column::GithubCommitSha,
-                    Column::VercelDeploymentId,
-                    Column::CreatedAt,
-                    Column::UpdatedAt,
-                    Column::ErrorMessage,
-                    Column::BuildDurationMs,
-                    Column::FailureReason,
-                    Column::TriggeredBy,
-                    Column::BuildLogs,
-                    Column::StartedAt,
-                    Column::FinishedAt,
-                    Column::CommittedAt,
-                    Column::PreviousDeploymentId,
-                    Column::IsRollback,
-                    Column::GithubDeploymentId,
-                    Column::RollbackTo,
-                ])
+                .update_columns(rewritten_columns())
                 .to_owned(),
         )
         .exec_without_returning(txn)
