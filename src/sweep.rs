@@ -286,7 +286,7 @@ pub async fn run_once(
         .ok_or_else(|| DbErr::Custom(format!("STUCK_AFTER {duration:?} reaches before year 0")))?;
     let mut after: Option<(NaiveDateTime, Uuid)> = None;
     loop {
-        let page = candidates(db, cutoff, after).await?;
+        let page = candidates_query(cutoff, after).all(db).await?;
         for row in &page {
             match verdict(row, sweeper, now).await {
                 Verdict::Keep(why) => {
@@ -328,19 +328,11 @@ fn count(result: &'static str) {
     metrics::counter!("deploy_tracker_swept_total", "result" => result).increment(1);
 }
 
-/// The stuck rows, oldest "updatedAt" first, after the keyset `after`.
-async fn candidates(
-    db: &DatabaseConnection,
-    cutoff: NaiveDateTime,
-    after: Option<(NaiveDateTime, Uuid)>,
-) -> Result<Vec<deployments::Model>, DbErr> {
-    candidates_query(cutoff, after).all(db).await
-}
-
-/// The query [`candidates`] runs, through idx_deployments_status_updated, which holds
-/// only the rows in flight. Its status list is written out, not bound: SQLite uses a
-/// partial index only for a query that names the index's own condition. Public for
-/// the plan test.
+/// The stuck rows, oldest "updatedAt" first, after the keyset `after`: a page of the
+/// rows in flight, read through an index of status (idx_deployments_status_updated,
+/// which holds only those, or the seed's, as the planner picks). Its status list is
+/// written out, not bound: SQLite uses a partial index only for a query that names
+/// the index's own condition. Public for the plan test.
 pub fn candidates_query(
     cutoff: NaiveDateTime,
     after: Option<(NaiveDateTime, Uuid)>,
