@@ -8,8 +8,10 @@
 //! ledger rows, and only once that has committed answers each delivery.
 //!
 //! On Postgres a batch first goes without a transaction ([`attempt_unlocked`]): it
-//! reads unlocked and writes in one statement that commits on its own, on condition
-//! that none of its apps changed version since it read them ([`WRITE_UNLOCKED`]).
+//! reads unlocked (its apps, unless its writer kept them from an earlier batch) and
+//! writes in one statement that commits on its own, on condition that its keys still
+//! name the apps it planned with and none of them changed version since
+//! ([`WRITE_UNLOCKED`]).
 //! When one did, or the batch must relink chains of ready rows in the database, it is
 //! done again in a transaction that locks its apps first (in id order) and raises
 //! their versions, as every other writer of an app's rows does ([`lock_app`]). On
@@ -49,6 +51,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::app_cache::AppCache;
 pub use super::plan::Outcome;
 use super::plan::{AppKeys, Effect, HEAD_WINDOW, Snapshot};
 use crate::store::deployments::{Environment, Status};
@@ -155,6 +158,9 @@ struct Writer {
     /// Whether recent batches held copies of recorded deliveries (a sender resending):
     /// while they do, batches look for copies before writing instead of after.
     expect_copies: AtomicBool,
+    /// On Postgres, the apps its batches read, for the batches after them (see
+    /// [`attempt_unlocked`]).
+    apps: std::sync::Mutex<AppCache>,
 }
 
 struct Queued {
@@ -228,6 +234,7 @@ impl Ingest {
                     queue: std::sync::Mutex::new(VecDeque::new()),
                     committed: committed.clone(),
                     expect_copies: AtomicBool::new(false),
+                    apps: std::sync::Mutex::new(AppCache::default()),
                 })
             })
             .collect();
@@ -718,7 +725,7 @@ async fn ingest_batch(
     // every batch, and no batch done twice while a sender resends.
     let mut look = writer.expect_copies.load(Ordering::Relaxed);
     if !look && db.get_database_backend() == DbBackend::Postgres {
-        match attempt_unlocked(db, batch, deadline).await {
+        match attempt_unlocked(db, writer, batch, deadline).await {
             Ok(Some(receipts)) => return Ok(receipts),
             // An app changed meanwhile, or the batch relinks: under locks below.
             Ok(None) => {
@@ -829,22 +836,43 @@ fn plan(
 
 /// On Postgres, a batch without a transaction: it reads its apps' versions and rows
 /// unlocked, applies the deliveries in memory, and writes everything in one
-/// statement that commits on its own, on condition that no app of the batch changed
-/// version since (see [`WRITE_UNLOCKED`]): two or three round trips instead of
-/// BEGIN, lock, read, write and COMMIT. `None` when it wrote nothing because an app
-/// changed, or because the batch must relink chains in the database, which only a
-/// locked transaction does; the batch is then done under locks.
+/// statement that commits on its own, on condition that the apps its keys name are
+/// still the ones it read, at the versions it read (see [`WRITE_UNLOCKED`]): two or
+/// three round trips instead of BEGIN, lock, read, write and COMMIT. The apps come
+/// from the writer's [`AppCache`] when every key of the batch was read before, and
+/// are read (one round trip more) otherwise. `None` when it wrote nothing because
+/// an app changed, or because the batch must relink chains in the database, which
+/// only a locked transaction does; the batch is then done under locks, and the
+/// cache is emptied (the locked batch raises its apps' versions).
 async fn attempt_unlocked(
     db: &DatabaseConnection,
+    writer: &Writer,
     batch: &[&Delivery],
     deadline: Instant,
 ) -> Result<Option<Vec<Receipt>>, Abort> {
     let events = batch.iter().map(|d| &d.event);
-    let apps = within(deadline, read_apps(db, &AppKeys::of(events.clone()), false)).await?;
+    let keys = AppKeys::of(events.clone());
+    let cached = writer.apps.lock().expect("app cache lock").get(&keys);
+    let apps = match cached {
+        Some(apps) => apps,
+        None => {
+            let apps = within(deadline, read_apps(db, &keys, false)).await?;
+            writer
+                .apps
+                .lock()
+                .expect("app cache lock")
+                .fill(&keys, &apps);
+            apps
+        }
+    };
     let (app_ids, versions): (Vec<Uuid>, Vec<i64>) =
         apps.iter().map(|(app, version)| (app.id, *version)).unzip();
     let apps = apps.into_iter().map(|(app, _)| app).collect();
-    let mut snapshot = read_rows(db, Snapshot::new(apps), events).await?;
+    let under_locks = || {
+        writer.apps.lock().expect("app cache lock").clear();
+        Ok(None)
+    };
+    let mut snapshot = within(deadline, read_rows(db, Snapshot::new(apps), events)).await?;
     let final_before = crate::stats::final_rows(&snapshot);
     let Planned {
         receipts, ledger, ..
@@ -853,11 +881,16 @@ async fn attempt_unlocked(
     // provider's id) is written under its app's lock instead.
     let unversioned = snapshot.rows().any(|row| !app_ids.contains(&row.app_id));
     if unversioned || !snapshot.link_previous().is_empty() {
-        return Ok(None);
+        return under_locks();
     }
     let values = [
         write_values(&snapshot, ledger)?,
-        vec![app_ids.into(), versions.into()],
+        vec![
+            app_ids.clone().into(),
+            versions.into(),
+            strings(&keys.repositories),
+            strings(&keys.projects),
+        ],
     ]
     .concat();
     match db
@@ -865,9 +898,10 @@ async fn attempt_unlocked(
         .await
     {
         // Every batch has a ledger row (copies are only known when looked for), so
-        // none written means the versions did not hold.
-        Ok(done) if done.rows_affected() == 0 => Ok(None),
+        // none written means the apps did not hold.
+        Ok(done) if done.rows_affected() == 0 => under_locks(),
         Ok(_) => {
+            writer.apps.lock().expect("app cache lock").raise(&app_ids);
             crate::stats::count_finished(&snapshot, &final_before);
             Ok(Some(receipts))
         }
@@ -1045,9 +1079,15 @@ pub(crate) async fn lock_app(
         .await
 }
 
-/// The apps a batch names (by repository, lowercased, or Vercel project), by index.
-const NAMED_APPS: &str = r#"SELECT id FROM apps WHERE lower("githubRepo") = ANY($1)
-    UNION SELECT id FROM apps WHERE "vercelProjectId" = ANY($2)"#;
+/// The apps a batch names, by index: by repository, lowercased, or by Vercel
+/// project; `repositories` and `projects` are the placeholders of two `text[]`
+/// parameters (`$1`, `$2`).
+fn named_apps(repositories: &str, projects: &str) -> String {
+    format!(
+        r#"SELECT id FROM apps WHERE lower("githubRepo") = ANY({repositories})
+    UNION SELECT id FROM apps WHERE "vercelProjectId" = ANY({projects})"#
+    )
+}
 
 /// The apps `keys` name, each with its version (0 on SQLite, which keeps none). On
 /// Postgres with `lock`, each is locked, in id order, and its version raised: the
@@ -1064,14 +1104,15 @@ async fn read_apps<C: ConnectionTrait>(
     if db.get_database_backend() == DbBackend::Postgres {
         // One statement text for any batch (arrays, not lists of parameters), so
         // it is parsed once per connection.
+        let named = named_apps("$1", "$2");
         let sql = if lock {
             format!(
                 r#"UPDATE apps SET "ingestVersion" = apps."ingestVersion" + 1
-                FROM (SELECT id FROM apps WHERE id IN ({NAMED_APPS}) ORDER BY id FOR UPDATE) l
+                FROM (SELECT id FROM apps WHERE id IN ({named}) ORDER BY id FOR UPDATE) l
                 WHERE apps.id = l.id RETURNING apps.*"#
             )
         } else {
-            format!("SELECT * FROM apps WHERE id IN ({NAMED_APPS})")
+            format!("SELECT * FROM apps WHERE id IN ({named})")
         };
         let values = [strings(&keys.repositories), strings(&keys.projects)];
         let rows = db.query_all_raw(postgres_statement(&sql, values)).await?;
@@ -1376,18 +1417,22 @@ static WRITE_LOCKED: LazyLock<String> =
     LazyLock::new(|| write_statement("", r#"ON CONFLICT (provider, "deliveryId") DO NOTHING"#));
 
 /// The write of an unlocked batch ([`attempt_unlocked`]), a statement that commits
-/// on its own. It locks the batch's apps ($4, in id order, as every writer does)
-/// and writes only if each still has the version the batch read ($5), raising it;
-/// otherwise it inserts nothing. A ledger row already there fails the statement
-/// (a unique violation), so that nothing of the batch is written.
+/// on its own. It locks the apps the batch's keys name (repositories $6, projects
+/// $7; in id order, as every writer does) and writes only if they are exactly the
+/// apps the batch was planned with ($4), each still at the version it had then
+/// ($5), raising them; otherwise it inserts nothing. A ledger row already there
+/// fails the statement (a unique violation), so that nothing of the batch is
+/// written.
 pub static WRITE_UNLOCKED: LazyLock<String> = LazyLock::new(|| {
     let write = write_statement("WHERE (SELECT held FROM versions)", "");
     let write = write.strip_prefix("WITH ").expect("a WITH statement");
+    let named = named_apps("$6", "$7");
     format!(
         r#"WITH locked AS (
-    SELECT id, "ingestVersion" FROM apps WHERE id = ANY($4) ORDER BY id FOR UPDATE
+    SELECT id, "ingestVersion" FROM apps WHERE id IN ({named}) ORDER BY id FOR UPDATE
 ), versions AS (
-    SELECT count(*) = cardinality($4::uuid[]) AS held
+    SELECT count(*) = cardinality($4::uuid[])
+       AND (SELECT count(*) FROM locked) = cardinality($4::uuid[]) AS held
     FROM locked JOIN unnest($4::uuid[], $5::int8[]) AS v (id, "ingestVersion")
       USING (id, "ingestVersion")
 ), raised AS (

@@ -1,7 +1,8 @@
-//! On Postgres, ingest writes a batch without a transaction, on condition that none of
-//! its apps changed version since it read them (`WRITE_UNLOCKED`); every writer that
-//! takes an app's lock instead raises its version. These tests hold each side of that
-//! bargain on a real database.
+//! On Postgres, ingest writes a batch without a transaction, on condition that its
+//! keys still name the apps it read and none of them changed version since
+//! (`WRITE_UNLOCKED`); every writer that takes an app's lock instead raises its
+//! version. These tests hold each side of that bargain on a real database, and show
+//! that the apps a writer keeps from one batch to the next are never trusted.
 
 use axum::http::StatusCode;
 use deploy_tracker::deployments::ingest::{Ingest, WRITE_UNLOCKED};
@@ -34,8 +35,10 @@ async fn version(app: &TestApp, id: Uuid) -> i64 {
         .unwrap()
 }
 
-/// `WRITE_UNLOCKED` for one ledger row and no deployment row, holding `app` at
-/// `version`; the rows it inserted.
+const STOREFRONT_REPO: &str = "acme-apps/storefront";
+
+/// `WRITE_UNLOCKED` for one ledger row and no deployment row, planned with `app` at
+/// `version` as the one app the storefront's repository names; the rows it inserted.
 async fn write_unlocked(app: &TestApp, app_id: Uuid, version: i64, delivery_id: &str) -> u64 {
     let now = chrono::Utc::now().naive_utc();
     let row = deliveries::Model {
@@ -52,12 +55,14 @@ async fn write_unlocked(app: &TestApp, app_id: Uuid, version: i64, delivery_id: 
         last_received_at: Some(now),
         source: "webhook".into(),
     };
-    let values: [sea_orm::Value; 5] = [
+    let values: [sea_orm::Value; 7] = [
         "[]".into(),
         serde_json::to_string(&[&row]).unwrap().into(),
         vec![row.body.clone()].into(),
         vec![app_id].into(),
         vec![version].into(),
+        vec![STOREFRONT_REPO.to_owned()].into(),
+        Vec::<String>::new().into(),
     ];
     app.db
         .execute_raw(Statement::from_sql_and_values(
@@ -87,6 +92,45 @@ async fn an_unlocked_write_holds_only_at_the_version_it_read_and_raises_it() {
     // A batch that read before that write now holds a stale version.
     assert_eq!(write_unlocked(&app, app_id, read, "late").await, 0);
     assert_eq!(app.delivery_count().await, 1);
+
+    // An app registered since under the same repository: the batch was planned
+    // without it, so it writes nothing, though its one app's version holds.
+    app.register(serde_json::json!({"name": "storefront-docs", "githubRepo": STOREFRONT_REPO}))
+        .await;
+    assert_eq!(
+        write_unlocked(&app, app_id, read + 1, "unseen app").await,
+        0
+    );
+    assert_eq!(app.delivery_count().await, 1);
+    assert_eq!(version(&app, app_id).await, read + 1);
+}
+
+/// A writer keeps the apps it read for its next batches (one round trip fewer each);
+/// an app registered meanwhile under a repository it kept is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_registered_after_its_repository_was_seen_gets_its_deployment() {
+    let Some(app) = postgres().await else { return };
+    let storefront: Uuid = app.storefront().await.parse().unwrap();
+    let body = std::fs::read("fixtures/github/push.staging.json").unwrap();
+    let (status, answer) = app.github("push", "first-push", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let docs: Uuid = app
+        .register(serde_json::json!({"name": "storefront-docs", "githubRepo": STOREFRONT_REPO}))
+        .await
+        .parse()
+        .unwrap();
+    let (status, answer) = app.github("push", "second-push", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let mut apps: Vec<Uuid> = app.deployments().await.iter().map(|d| d.app_id).collect();
+    apps.sort();
+    let mut expected = vec![storefront, docs];
+    expected.sort();
+    assert_eq!(
+        apps, expected,
+        "one pending row for each app of the repository"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
