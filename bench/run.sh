@@ -52,10 +52,13 @@ RESULTS=$WORK/results
 
 pg_url() { echo "postgres://$PGUSER@$PGHOST:$PGPORT/$1?sslmode=$PGSSLMODE"; }
 
+# A port below Linux's ephemeral range (32768 and up by default): a port there that
+# nothing listens on may still be the local end of a client's connection (the load
+# driver's, pgbench's, the pool's), and binding it then fails.
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((20000 + RANDOM % 12000))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }
