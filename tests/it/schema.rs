@@ -534,3 +534,41 @@ async fn sqlite_reads_a_batchs_apps_and_copies_through_their_indexes() {
         assert!(copies.contains("(provider=? AND deliveryId=?)"), "{copies}");
     }
 }
+
+/// Statistics gathered while a table was tiny make bad plans for it once it has
+/// grown, and the writers keep their plans until the statistics change: ingest
+/// analyzes a table whose statistics are stale (never gathered, or gathered when it
+/// held less than half its rows) and leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statistics_are_gathered_again_once_a_table_has_doubled() {
+    use deploy_tracker::deployments::ingest::analyze_if_stale;
+    let Some(app) = TestApp::try_new(Backend::Postgres).await else {
+        eprintln!("TEST_DATABASE_URL is not set; skipped");
+        return;
+    };
+    let app_id: uuid::Uuid = app.storefront().await.parse().unwrap();
+    assert!(analyze_if_stale(&app.db).await.unwrap(), "never analyzed");
+    assert!(
+        !analyze_if_stale(&app.db).await.unwrap(),
+        "analyzed, and not grown"
+    );
+
+    insert_history(&app, 50, |_| (app_id, Environment::Staging, Status::Ready)).await;
+    // Postgres counts the rows a moment after they are committed (a backend reports
+    // its counts at most once a second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !analyze_if_stale(&app.db).await.unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "50 rows in a table analyzed empty, still not stale"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!analyze_if_stale(&app.db).await.unwrap(), "analyzed again");
+    let analyzed = rows(
+        &app,
+        "SELECT reltuples::bigint::text FROM pg_class WHERE oid = to_regclass('deployments')",
+    )
+    .await;
+    assert_eq!(analyzed, [["50"]]);
+}
