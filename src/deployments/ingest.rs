@@ -172,6 +172,11 @@ struct Queued {
 }
 
 impl Writer {
+    /// Its [`AppCache`], for a moment.
+    fn apps(&self) -> std::sync::MutexGuard<'_, AppCache> {
+        self.apps.lock().expect("app cache lock")
+    }
+
     /// The next batch, oldest first: up to [`MAX_BATCH`] deliveries and
     /// [`MAX_BATCH_BYTES`] of bodies, and at least one delivery.
     fn take(&self) -> Vec<Queued> {
@@ -864,16 +869,12 @@ async fn attempt_unlocked(
 ) -> Result<Option<Vec<Receipt>>, Abort> {
     let events = batch.iter().map(|d| &d.event);
     let keys = AppKeys::of(events.clone());
-    let cached = writer.apps.lock().expect("app cache lock").get(&keys);
+    let cached = writer.apps().get(&keys);
     let apps = match cached {
         Some(apps) => apps,
         None => {
             let apps = within(deadline, read_apps(db, &keys, false)).await?;
-            writer
-                .apps
-                .lock()
-                .expect("app cache lock")
-                .fill(&keys, &apps);
+            writer.apps().fill(&keys, &apps);
             apps
         }
     };
@@ -881,7 +882,7 @@ async fn attempt_unlocked(
         apps.iter().map(|(app, version)| (app.id, *version)).unzip();
     let apps = apps.into_iter().map(|(app, _)| app).collect();
     let under_locks = || {
-        writer.apps.lock().expect("app cache lock").clear();
+        writer.apps().clear();
         Ok(None)
     };
     let mut snapshot = within(deadline, read_rows(db, Snapshot::new(apps), events)).await?;
@@ -913,7 +914,7 @@ async fn attempt_unlocked(
         // none written means the apps did not hold.
         Ok(done) if done.rows_affected() == 0 => under_locks(),
         Ok(_) => {
-            writer.apps.lock().expect("app cache lock").raise(&app_ids);
+            writer.apps().raise(&app_ids);
             crate::stats::count_finished(&snapshot, &final_before);
             Ok(Some(receipts))
         }
@@ -1115,19 +1116,24 @@ async fn read_apps<C: ConnectionTrait>(
     }
     if db.get_database_backend() == DbBackend::Postgres {
         // One statement text for any batch (arrays, not lists of parameters), so
-        // it is parsed once per connection.
-        let named = named_apps("$1", "$2");
-        let sql = if lock {
+        // it is parsed once per connection; each text is built once per process.
+        static READ: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT * FROM apps WHERE id IN ({})",
+                named_apps("$1", "$2")
+            )
+        });
+        static LOCK: LazyLock<String> = LazyLock::new(|| {
             format!(
                 r#"UPDATE apps SET "ingestVersion" = apps."ingestVersion" + 1
-                FROM (SELECT id FROM apps WHERE id IN ({named}) ORDER BY id FOR UPDATE) l
-                WHERE apps.id = l.id RETURNING apps.*"#
+                FROM (SELECT id FROM apps WHERE id IN ({}) ORDER BY id FOR UPDATE) l
+                WHERE apps.id = l.id RETURNING apps.*"#,
+                named_apps("$1", "$2")
             )
-        } else {
-            format!("SELECT * FROM apps WHERE id IN ({named})")
-        };
+        });
+        let sql = if lock { &LOCK } else { &READ };
         let values = [strings(&keys.repositories), strings(&keys.projects)];
-        let rows = db.query_all_raw(postgres_statement(&sql, values)).await?;
+        let rows = db.query_all_raw(postgres_statement(sql, values)).await?;
         return rows
             .iter()
             .map(|row| {
