@@ -55,7 +55,8 @@ use super::app_cache::AppCache;
 pub use super::plan::Outcome;
 use super::plan::{AppKeys, Effect, HEAD_WINDOW, Snapshot};
 use crate::store::deployments::{Environment, Status};
-use crate::store::{ACQUIRE_TIMEOUT, apps, deliveries, deployments};
+use crate::store::held::Held;
+use crate::store::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, apps, deliveries, deployments};
 use crate::webhooks::{Delivery, Event, Provider, now};
 
 /// The most deliveries one transaction takes; the rest wait for the next.
@@ -161,6 +162,9 @@ struct Writer {
     /// On Postgres, the apps its batches read, for the batches after them (see
     /// [`attempt_unlocked`]).
     apps: std::sync::Mutex<AppCache>,
+    /// On Postgres, the connection its unlocked batches run on, kept from one batch
+    /// to the next (see [`Held`]).
+    held: std::sync::Mutex<Option<Held>>,
 }
 
 struct Queued {
@@ -175,6 +179,25 @@ impl Writer {
     /// Its [`AppCache`], for a moment.
     fn apps(&self) -> std::sync::MutexGuard<'_, AppCache> {
         self.apps.lock().expect("app cache lock")
+    }
+
+    /// Its kept connection, checked (see [`Held::checked`]), or else a new one from
+    /// `db`'s pool; and whether it was the kept one. Given back with [`Self::keep`]
+    /// when the batch went well.
+    async fn connection(&self, db: &DatabaseConnection) -> Result<(Held, bool), DbErr> {
+        let kept = self.held.lock().expect("held lock").take();
+        if let Some(held) = kept
+            && let Some(held) = held.checked(PING_IF_IDLE_FOR).await
+        {
+            return Ok((held, true));
+        }
+        Ok((Held::acquire(db).await?, false))
+    }
+
+    /// Keeps a connection for the next batch.
+    fn keep(&self, mut held: Held) {
+        held.touch();
+        *self.held.lock().expect("held lock") = Some(held);
     }
 
     /// The next batch, oldest first: up to [`MAX_BATCH`] deliveries and
@@ -240,6 +263,7 @@ impl Ingest {
                     committed: committed.clone(),
                     expect_copies: AtomicBool::new(false),
                     apps: std::sync::Mutex::new(AppCache::default()),
+                    held: std::sync::Mutex::new(None),
                 })
             })
             .collect();
@@ -559,6 +583,21 @@ fn from_the_database(err: &DbErr) -> bool {
     database_error(err).is_some()
 }
 
+/// Whether a statement failed because its connection was gone: closed under it, or
+/// ended by the server (SQLSTATE class 08, connection exception, or 57P, operator
+/// intervention: an administrator's or a shutdown's termination).
+fn connection_lost(err: &DbErr) -> bool {
+    match database_error(err) {
+        Some(err) => err
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        None => matches!(
+            err,
+            DbErr::Exec(RuntimeErr::SqlxError(_)) | DbErr::Query(RuntimeErr::SqlxError(_))
+        ),
+    }
+}
+
 /// The error the database server answered a statement with, if it was one.
 fn database_error(err: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseError> {
     match err {
@@ -863,6 +902,38 @@ fn plan(
 /// cache is emptied (the locked batch raises its apps' versions).
 async fn attempt_unlocked(
     db: &DatabaseConnection,
+    writer: &Writer,
+    batch: &[&Delivery],
+    deadline: Instant,
+) -> Result<Option<Vec<Receipt>>, Abort> {
+    let (held, kept) = within(deadline, writer.connection(db)).await?;
+    let mut attempt = attempt_unlocked_on(&held, writer, batch, deadline).await;
+    // A connection whose statement failed goes back to its pool, which tests it.
+    drop_unless_ok(&attempt, held, writer);
+    if kept && matches!(&attempt, Err(Abort::Db(err)) if connection_lost(err)) {
+        // The kept connection was used less than a second ago, so it was not pinged:
+        // the server may have ended it since (a restart, a failover). Once more on a
+        // connection that answers. Had the write committed before the connection
+        // broke, the ledger's unique key makes this a batch of copies.
+        tracing::info!("an ingest connection failed; the batch is done again on another");
+        let held = within(deadline, Held::acquire_live(db)).await?;
+        attempt = attempt_unlocked_on(&held, writer, batch, deadline).await;
+        drop_unless_ok(&attempt, held, writer);
+    }
+    attempt
+}
+
+/// Keeps `held` for the writer's next batch if `attempt` went well; else it goes
+/// back to its pool.
+fn drop_unless_ok<T>(attempt: &Result<T, Abort>, held: Held, writer: &Writer) {
+    if attempt.is_ok() {
+        writer.keep(held);
+    }
+}
+
+/// [`attempt_unlocked`] on the connection `db`.
+async fn attempt_unlocked_on(
+    db: &Held,
     writer: &Writer,
     batch: &[&Delivery],
     deadline: Instant,

@@ -1,5 +1,6 @@
 //! Fault tolerance of the real binary: two replicas on one Postgres under a shuffled,
-//! duplicated load; `kill -9` of a replica in the middle of it; a database outage.
+//! duplicated load; `kill -9` of a replica in the middle of it; a database outage;
+//! and of ingest, a writer's connection ended by the server.
 //!
 //! The CI sizes are small. The full sizes run with
 //! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test --test it faults -- --ignored --nocapture`.
@@ -8,13 +9,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use deploy_tracker::deployments::ingest::Ingest;
 use deploy_tracker::store::{self, apps, deliveries, deployments};
 use rand::Rng;
 use rand::seq::IndexedRandom;
-use sea_orm::EntityTrait;
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, Load, postgres_url};
+use crate::helpers::{Backend, Load, delivery, postgres_url};
 use crate::process::{PgCluster, ScratchDb, Server, post, register};
 
 /// What the senders saw.
@@ -413,4 +415,45 @@ async fn a_database_outage_gets_fast_503s_and_the_service_recovers_without_a_res
     assert_exact(&url, &load).await;
     drop(server);
     drop(cluster);
+}
+
+/// A writer keeps its connection from one batch to the next and does not ping one
+/// used less than a second ago. When the server ends that connection meanwhile (a
+/// restart, a failover, an administrator), the next batch still goes through: it is
+/// done again on a connection that answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_connection_ended_by_the_server_costs_no_delivery() {
+    let Some(scratch) = ScratchDb::new(Backend::Postgres).await else {
+        eprintln!("TEST_DATABASE_URL is not set; skipped");
+        return;
+    };
+    let db = store::open(&scratch.url).await.unwrap();
+    let ingest = Ingest::open(db.clone(), &scratch.url, Some(1))
+        .await
+        .unwrap();
+    let load = Load::new(2, 3, "kept");
+    let deliveries: Vec<_> = load.deliveries.iter().map(delivery).collect();
+    ingest.ingest(&deliveries[0]).await.unwrap();
+
+    let admin = sea_orm::Database::connect(&scratch.url).await.unwrap();
+    let ended = admin
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert!(ended >= 1, "the writer's connection was among those ended");
+
+    for delivery in &deliveries[1..] {
+        let receipt = ingest.ingest(delivery).await;
+        assert!(receipt.is_ok(), "{receipt:?}");
+    }
+    let recorded = deliveries::Entity::find().all(&admin).await.unwrap();
+    assert_eq!(recorded.len(), load.distinct);
+    admin.close().await.unwrap();
 }
