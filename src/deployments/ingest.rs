@@ -587,25 +587,28 @@ fn from_the_database(err: &DbErr) -> bool {
 /// ended by the server (SQLSTATE class 08, connection exception, or 57P, operator
 /// intervention: an administrator's or a shutdown's termination).
 fn connection_lost(err: &DbErr) -> bool {
-    match database_error(err) {
-        Some(err) => err
+    match sqlx_error(err) {
+        Some(sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::Protocol(_)) => true,
+        Some(sea_orm::sqlx::Error::Database(err)) => err
             .code()
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-        None => matches!(
-            err,
-            DbErr::Exec(RuntimeErr::SqlxError(_)) | DbErr::Query(RuntimeErr::SqlxError(_))
-        ),
+        _ => false,
     }
 }
 
 /// The error the database server answered a statement with, if it was one.
 fn database_error(err: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseError> {
+    match sqlx_error(err)? {
+        sea_orm::sqlx::Error::Database(err) => Some(&**err),
+        _ => None,
+    }
+}
+
+/// The driver's error under a statement's, if the driver gave one.
+fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
-            match &**err {
-                sea_orm::sqlx::Error::Database(err) => Some(&**err),
-                _ => None,
-            }
+            Some(err)
         }
         _ => None,
     }
@@ -909,7 +912,7 @@ async fn attempt_unlocked(
     let (held, kept) = within(deadline, writer.connection(db)).await?;
     let mut attempt = attempt_unlocked_on(&held, writer, batch, deadline).await;
     // A connection whose statement failed goes back to its pool, which tests it.
-    drop_unless_ok(&attempt, held, writer);
+    keep_if_ok(&attempt, held, writer);
     if kept && matches!(&attempt, Err(Abort::Db(err)) if connection_lost(err)) {
         // The kept connection was used less than a second ago, so it was not pinged:
         // the server may have ended it since (a restart, a failover). Once more on a
@@ -918,14 +921,14 @@ async fn attempt_unlocked(
         tracing::info!("an ingest connection failed; the batch is done again on another");
         let held = within(deadline, Held::acquire_live(db)).await?;
         attempt = attempt_unlocked_on(&held, writer, batch, deadline).await;
-        drop_unless_ok(&attempt, held, writer);
+        keep_if_ok(&attempt, held, writer);
     }
     attempt
 }
 
 /// Keeps `held` for the writer's next batch if `attempt` went well; else it goes
 /// back to its pool.
-fn drop_unless_ok<T>(attempt: &Result<T, Abort>, held: Held, writer: &Writer) {
+fn keep_if_ok<T>(attempt: &Result<T, Abort>, held: Held, writer: &Writer) {
     if attempt.is_ok() {
         writer.keep(held);
     }

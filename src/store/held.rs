@@ -77,9 +77,11 @@ impl Held {
     }
 }
 
-fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
-    let values = stmt.values.clone().unwrap_or(sea_orm::Values(Vec::new()));
-    sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
+/// The statement as sqlx runs it, its values moved, not copied (a write's carry its
+/// batch's bodies).
+fn query(stmt: Statement) -> sqlx::query::Query<'static, Postgres, SqlxValues> {
+    let values = stmt.values.unwrap_or(sea_orm::Values(Vec::new()));
+    sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql), SqlxValues(values))
 }
 
 fn exec_err(err: sqlx::Error) -> DbErr {
@@ -98,7 +100,7 @@ impl ConnectionTrait for Held {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         let mut conn = self.conn.lock().await;
-        query(&stmt)
+        query(stmt)
             .execute(&mut **conn)
             .await
             .map(ExecResult::from)
@@ -115,7 +117,7 @@ impl ConnectionTrait for Held {
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         let mut conn = self.conn.lock().await;
-        query(&stmt)
+        query(stmt)
             .fetch_optional(&mut **conn)
             .await
             .map(|row| row.map(QueryResult::from))
@@ -124,7 +126,7 @@ impl ConnectionTrait for Held {
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let mut conn = self.conn.lock().await;
-        query(&stmt)
+        query(stmt)
             .fetch_all(&mut **conn)
             .await
             .map(|rows| rows.into_iter().map(QueryResult::from).collect())
