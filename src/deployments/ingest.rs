@@ -525,7 +525,12 @@ async fn commit_batch(
 /// ms for the lookup instead of 0.4 ms). Autovacuum looks at each database once a
 /// minute; this looks every [`ANALYZE_EVERY`] deliveries, and an ANALYZE makes the
 /// connections plan again. A table that has not grown is left alone (the apps'
-/// versions change with every batch, their statistics do not).
+/// versions change with every batch, their statistics do not). "Never gathered" is
+/// the table's own `reltuples` (-1 until the first ANALYZE or VACUUM), not the
+/// server's counters: a database restored, copied from a template, or whose server
+/// crashed keeps its statistics but starts those counters (and the times of the last
+/// ANALYZE) again, and reading them as "never" analyzed such a table, all of it,
+/// on the first deliveries after.
 pub async fn analyze_if_stale(db: &DatabaseConnection) -> Result<bool, DbErr> {
     let stale = db
         .query_one_raw(Statement::from_string(
@@ -534,8 +539,7 @@ pub async fn analyze_if_stale(db: &DatabaseConnection) -> Result<bool, DbErr> {
              FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
              WHERE s.relid IN (to_regclass('apps'), to_regclass('deployments'), \
                                to_regclass('webhook_deliveries')) \
-               AND ((s.last_analyze IS NULL AND s.last_autoanalyze IS NULL) \
-                    OR s.n_live_tup > 2 * greatest(c.reltuples, 0))",
+               AND (c.reltuples < 0 OR s.n_live_tup > 2 * greatest(c.reltuples, 0))",
         ))
         .await?
         .map(|row| row.try_get::<Option<String>>("", "stale"))

@@ -571,4 +571,25 @@ async fn postgres_statistics_are_gathered_again_once_a_table_has_doubled() {
     )
     .await;
     assert_eq!(analyzed, [["50"]]);
+
+    // A database restored or copied (CREATE DATABASE … TEMPLATE), or whose server
+    // crashed, keeps its statistics but starts its counters again: nothing to gather.
+    app.db
+        .execute_unprepared(
+            "SELECT pg_stat_reset_single_table_counters(t::regclass) \
+             FROM unnest(ARRAY['apps', 'deployments', 'webhook_deliveries']) AS t",
+        )
+        .await
+        .unwrap();
+    let reset = rows(
+        &app,
+        "SELECT (last_analyze IS NULL)::text FROM pg_stat_user_tables \
+         WHERE relid = to_regclass('deployments')",
+    )
+    .await;
+    assert_eq!(reset, [["true"]], "the counters were reset");
+    assert!(
+        !analyze_if_stale(&app.db).await.unwrap(),
+        "statistics kept, counters reset"
+    );
 }
