@@ -527,10 +527,10 @@ async fn commit_batch(
 /// connections plan again. A table that has not grown is left alone (the apps'
 /// versions change with every batch, their statistics do not). "Never gathered" is
 /// the table's own `reltuples` (-1 until the first ANALYZE or VACUUM), not the
-/// server's counters: a database restored, copied from a template, or whose server
+/// server's counters. A database restored, copied from a template, or whose server
 /// crashed keeps its statistics but starts those counters (and the times of the last
-/// ANALYZE) again, and reading them as "never" analyzed such a table, all of it,
-/// on the first deliveries after.
+/// ANALYZE) again; read as "never analyzed", they made the first deliveries after
+/// analyze every such table whole.
 pub async fn analyze_if_stale(db: &DatabaseConnection) -> Result<bool, DbErr> {
     let stale = db
         .query_one_raw(Statement::from_string(
