@@ -5,7 +5,7 @@
 //! that the apps a writer keeps from one batch to the next are never trusted.
 
 use axum::http::StatusCode;
-use deploy_tracker::deployments::ingest::{Ingest, WRITE_UNLOCKED};
+use deploy_tracker::deployments::ingest::{Ingest, WRITE_UNLOCKED, write_values};
 use deploy_tracker::store::deliveries;
 use deploy_tracker::sweep::{self, Sweeper};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -55,15 +55,13 @@ async fn write_unlocked(app: &TestApp, app_id: Uuid, version: i64, delivery_id: 
         last_received_at: Some(now),
         source: "webhook".into(),
     };
-    let values: [sea_orm::Value; 7] = [
-        "[]".into(),
-        serde_json::to_string(&[&row]).unwrap().into(),
-        vec![row.body.clone()].into(),
+    let mut values = write_values([], vec![row]);
+    values.extend([
         vec![app_id].into(),
         vec![version].into(),
         vec![STOREFRONT_REPO.to_owned()].into(),
         Vec::<String>::new().into(),
-    ];
+    ]);
     app.db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
