@@ -1668,7 +1668,7 @@ fn row_arrays_count<E: EntityTrait>() -> usize {
 
 /// The element type of a column's array in [`row_arrays`], from the column's type,
 /// so that an empty batch binds the same types as any other (the statement is
-/// prepared once, with the types of its first use), and its name in Postgres.
+/// prepared once, with the types of its first use).
 fn array_type(column: &ColumnType) -> ArrayType {
     match column {
         ColumnType::Uuid => ArrayType::Uuid,
