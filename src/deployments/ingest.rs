@@ -482,17 +482,14 @@ async fn commit_batches(
     let mut turn = Some(turn);
     loop {
         commit_batch(&db, &writer, batch, &mut turn).await;
-        let Some(held) = turn.take() else { return };
-        if writer.others_waiting.load(Ordering::SeqCst) > 0 {
+        if turn.is_none() || writer.others_waiting.load(Ordering::SeqCst) > 0 {
             return;
         }
         batch = writer.take();
         if batch.is_empty() {
-            // A delivery queued since waits for the turn, and gets it now.
-            drop(held);
+            // A delivery queued since waits for the turn, and gets it as this returns.
             return;
         }
-        turn = Some(held);
     }
 }
 
@@ -1709,6 +1706,8 @@ struct Unnested<E> {
 impl<E: EntityTrait> Unnested<E> {
     fn new(alias: &str, first: usize) -> Self {
         let columns: Vec<E::Column> = E::Column::iter().collect();
+        // A bit of an `int4` mask per column.
+        assert!(columns.len() <= 31, "a NULL mask has bits for 31 columns");
         let arrays = columns
             .iter()
             .enumerate()
@@ -1729,7 +1728,7 @@ impl<E: EntityTrait> Unnested<E> {
             .enumerate()
             .map(|(bit, (column, name))| {
                 if column.def().is_null() {
-                    let bit = 1i64 << bit;
+                    let bit = 1i32 << bit;
                     format!("CASE WHEN {alias}.null_mask & {bit} = 0 THEN {alias}.{name} END")
                 } else {
                     format!("{alias}.{name}")
