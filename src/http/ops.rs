@@ -57,21 +57,9 @@ fn describe() {
         "deploy_tracker_http_request_duration_seconds",
         "HTTP request latency by route"
     );
-    metrics::describe_gauge!(
-        "deploy_tracker_db_pool_connections",
-        "Database pool connections by state (in_use, idle)"
-    );
-    metrics::describe_gauge!(
-        "deploy_tracker_deployments",
-        "Deployments currently in each status"
-    );
     metrics::describe_counter!(
         "deploy_tracker_swept_total",
         "Stuck deployments the sweeper looked at, by result (timeout, ready, error, canceled, still_building, moved_meanwhile)"
-    );
-    metrics::describe_gauge!(
-        "deploy_tracker_deployments_in_progress",
-        "Deployments pending or building, by environment"
     );
     metrics::describe_counter!(
         "deploy_tracker_deployments_finished_total",
@@ -113,21 +101,48 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status = 200, content_type = "text/plain", body = String),
 ))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    record_pool(&state);
-    if let Err(err) = record_status_counts(&state).await {
-        tracing::warn!(error = %err, "deployment counts unavailable for /metrics");
+    let mut text = prometheus().render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
     }
-    if let Err(err) = record_in_progress(&state).await {
-        tracing::warn!(error = %err, "in-progress counts unavailable for /metrics");
+    pool_gauge(&state, &mut text);
+    match status_counts(&state).await {
+        Ok(rows) => gauge(
+            &mut text,
+            "deploy_tracker_deployments",
+            "Deployments currently in each status",
+            "status",
+            rows,
+        ),
+        Err(err) => tracing::warn!(error = %err, "deployment counts unavailable for /metrics"),
     }
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus().render(),
-    )
-        .into_response()
+    match in_progress_counts(&state).await {
+        Ok(rows) => gauge(
+            &mut text,
+            "deploy_tracker_deployments_in_progress",
+            "Deployments pending or building, by environment",
+            "environment",
+            rows,
+        ),
+        Err(err) => tracing::warn!(error = %err, "in-progress counts unavailable for /metrics"),
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-fn record_pool(state: &AppState) {
+/// Appends one gauge family, one sample per label value. The scrape-time gauges are
+/// written into this response rather than set on the process-wide recorder: set
+/// there, a scrape answering at the same moment from another database (another app
+/// in the same process, as in the tests) could show that database's counts.
+fn gauge(text: &mut String, name: &str, help: &str, label: &str, rows: Vec<(&str, f64)>) {
+    use std::fmt::Write as _;
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (value, n) in rows {
+        let _ = writeln!(text, "{name}{{{label}=\"{value}\"}} {n}");
+    }
+    text.push('\n');
+}
+
+fn pool_gauge(state: &AppState, text: &mut String) {
     let db = state.ingest.db();
     let (size, idle) = match db.get_database_backend() {
         DbBackend::Postgres => {
@@ -141,13 +156,17 @@ fn record_pool(state: &AppState) {
         _ => return,
     };
     let idle = idle as f64;
-    metrics::gauge!("deploy_tracker_db_pool_connections", "state" => "idle").set(idle);
-    metrics::gauge!("deploy_tracker_db_pool_connections", "state" => "in_use")
-        .set(f64::from(size) - idle);
+    gauge(
+        text,
+        "deploy_tracker_db_pool_connections",
+        "Database pool connections by state (in_use, idle)",
+        "state",
+        vec![("idle", idle), ("in_use", f64::from(size) - idle)],
+    );
 }
 
 /// One grouped count over the status index; every status is reported, zero included.
-async fn record_status_counts(state: &AppState) -> Result<(), sea_orm::DbErr> {
+async fn status_counts(state: &AppState) -> Result<Vec<(&'static str, f64)>, sea_orm::DbErr> {
     let counts: Vec<(Status, i64)> = deployments::Entity::find()
         .select_only()
         .column(deployments::Column::Status)
@@ -156,21 +175,17 @@ async fn record_status_counts(state: &AppState) -> Result<(), sea_orm::DbErr> {
         .into_tuple()
         .all(state.ingest.db())
         .await?;
-    for status in Status::ALL {
-        let n = counts
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n);
-        metrics::gauge!("deploy_tracker_deployments", "status" => status.as_str()).set(n as f64);
-    }
-    Ok(())
+    Ok(Status::ALL
+        .into_iter()
+        .map(|status| (status.as_str(), count_of(&counts, &status)))
+        .collect())
 }
 
 /// Pending and building rows per environment, counted at scrape time: a walk of the
 /// status index over the few unfinished rows. Kept by ingest instead, the gauge would
 /// be wrong after a restart, with several replicas, and for rows other paths finish
 /// (the API, the CLI, the sweeper).
-async fn record_in_progress(state: &AppState) -> Result<(), sea_orm::DbErr> {
+async fn in_progress_counts(state: &AppState) -> Result<Vec<(&'static str, f64)>, sea_orm::DbErr> {
     let counts: Vec<(Environment, i64)> = deployments::Entity::find()
         .select_only()
         .column(deployments::Column::Environment)
@@ -180,15 +195,17 @@ async fn record_in_progress(state: &AppState) -> Result<(), sea_orm::DbErr> {
         .into_tuple()
         .all(state.ingest.db())
         .await?;
-    for environment in [Environment::Staging, Environment::Production] {
-        let n = counts
-            .iter()
-            .find(|(e, _)| *e == environment)
-            .map_or(0, |(_, n)| *n);
-        metrics::gauge!("deploy_tracker_deployments_in_progress", "environment" => environment.as_str())
-            .set(n as f64);
-    }
-    Ok(())
+    Ok([Environment::Staging, Environment::Production]
+        .into_iter()
+        .map(|environment| (environment.as_str(), count_of(&counts, &environment)))
+        .collect())
+}
+
+fn count_of<K: PartialEq>(counts: &[(K, i64)], key: &K) -> f64 {
+    counts
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or(0.0, |(_, n)| *n as f64)
 }
 
 /// Counts and times every request by its route template (never the raw path, so

@@ -130,6 +130,35 @@ async fn metrics_count_every_outcome_of_signed_deliveries(mut app: TestApp) {
     );
 }
 
+db_test!(scrapes_at_the_same_moment_each_count_their_own_database);
+/// The deployment gauges are counted from the app's own database at scrape time.
+/// Several apps in one process (as in these tests) share one recorder: scraped at the
+/// same moment, each must still report its own counts, never the other's.
+async fn scrapes_at_the_same_moment_each_count_their_own_database(app: TestApp) {
+    app.storefront().await;
+    app.fixture("github/push.staging.json").await;
+    let empty = TestApp::new(app.backend).await;
+    let in_progress = |text: &str| {
+        sample(
+            text,
+            "deploy_tracker_deployments_in_progress",
+            &[("environment", "staging")],
+        )
+    };
+    for _ in 0..40 {
+        let ((status, one), (_, none)) = tokio::join!(app.get("/metrics"), empty.get("/metrics"));
+        assert_eq!(status, StatusCode::OK);
+        let (one, none) = (one.as_str().unwrap(), none.as_str().unwrap());
+        assert_eq!(sample(one, "deploy_tracker_deployments", &[]), 1.0, "{one}");
+        assert_eq!(
+            sample(none, "deploy_tracker_deployments", &[]),
+            0.0,
+            "{none}"
+        );
+        assert_eq!((in_progress(one), in_progress(none)), (1.0, 0.0));
+    }
+}
+
 db_test!(sigterm_during_a_burst_loses_no_answered_delivery);
 async fn sigterm_during_a_burst_loses_no_answered_delivery(app: TestApp) {
     let Some(scratch) = ScratchDb::new(app.backend).await else {
