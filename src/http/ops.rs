@@ -106,25 +106,25 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         text.push('\n');
     }
     pool_gauge(&state, &mut text);
-    match status_counts(&state).await {
-        Ok(rows) => gauge(
-            &mut text,
+    let counted = [
+        (
             "deploy_tracker_deployments",
             "Deployments currently in each status",
             "status",
-            rows,
+            status_counts(&state).await,
         ),
-        Err(err) => tracing::warn!(error = %err, "deployment counts unavailable for /metrics"),
-    }
-    match in_progress_counts(&state).await {
-        Ok(rows) => gauge(
-            &mut text,
+        (
             "deploy_tracker_deployments_in_progress",
             "Deployments pending or building, by environment",
             "environment",
-            rows,
+            in_progress_counts(&state).await,
         ),
-        Err(err) => tracing::warn!(error = %err, "in-progress counts unavailable for /metrics"),
+    ];
+    for (name, help, label, counts) in counted {
+        match counts {
+            Ok(rows) => gauge(&mut text, name, help, label, rows),
+            Err(err) => tracing::warn!(error = %err, metric = name, "unavailable for /metrics"),
+        }
     }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -19,6 +19,7 @@ db_test!(health_and_readiness_follow_the_database);
 async fn health_and_readiness_follow_the_database(app: TestApp) {
     assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
+    assert_eq!(app.get("/metrics").await.0, StatusCode::OK);
     app.db.clone().close().await.unwrap();
     let started = Instant::now();
     assert_eq!(app.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
@@ -27,6 +28,20 @@ async fn health_and_readiness_follow_the_database(app: TestApp) {
         app.get("/healthz").await.0,
         StatusCode::OK,
         "liveness needs no I/O"
+    );
+    // Metrics still answer without the database; the counts it would give are left
+    // out rather than shown stale.
+    let (status, text) = app.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("deploy_tracker_db_pool_connections{"),
+        "{text}"
+    );
+    assert!(!text.contains("deploy_tracker_deployments{"), "{text}");
+    assert!(
+        !text.contains("deploy_tracker_deployments_in_progress{"),
+        "{text}"
     );
     // With the database gone a delivery is refused with 503, never 2xx.
     let (status, body) = app.fixture("github/push.staging.json").await;
