@@ -453,3 +453,19 @@ pub fn delivery(sim: &SimDelivery) -> Delivery {
         Provider::Vercel => vercel::delivery(ContentType::Json, sim.body.clone()),
     }
 }
+
+/// The sum of the samples of metric `name` in Prometheus text whose labels include
+/// `labels`: one sample line's value when the labels pick one, 0 when none.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

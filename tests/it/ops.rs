@@ -12,7 +12,7 @@ use deploy_tracker::store::deliveries;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::db_test;
-use crate::helpers::{Backend, TestApp, fixture};
+use crate::helpers::{Backend, TestApp, fixture, sample};
 use crate::process::{BIN, ScratchDb, Server, post, register};
 
 db_test!(health_and_readiness_follow_the_database);
@@ -47,21 +47,6 @@ async fn health_and_readiness_follow_the_database(app: TestApp) {
     let (status, body) = app.fixture("github/push.staging.json").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"], "database_unavailable");
-}
-
-/// The value of one sample line of the Prometheus text, 0 when absent.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
-        })
-        .filter(|line| {
-            labels
-                .iter()
-                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 db_test!(metrics_count_every_outcome_of_signed_deliveries);

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::db_test;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, sample};
 
 use Environment::{Production as Prod, Staging};
 use FailureReason::{Canceled, Error, Timeout};
@@ -554,19 +554,6 @@ async fn the_cli_prints_the_same_figures_as_json_and_as_a_table(app: TestApp) {
     let (ok, _, err) = run(&["--app", "nope"]);
     assert!(!ok);
     assert!(err.contains("no app is named \"nope\""), "{err}");
-}
-
-/// The value of one sample line of the Prometheus text, 0 when absent.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .filter(|line| {
-            labels
-                .iter()
-                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 db_test!(metrics_show_deployments_in_progress_and_count_finished_ones);

@@ -21,7 +21,7 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 use crate::db_test;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, sample};
 
 const TOKEN: &str = "test-vercel-token";
 const TEAM: &str = "team_acme000000000000000001";
@@ -90,12 +90,11 @@ async fn reread(app: &TestApp, id: Uuid) -> deployments::Model {
 /// `deploy_tracker_swept_total{result}` as `/metrics` shows it.
 async fn swept_total(app: &TestApp, result: &str) -> f64 {
     let (_, text) = app.get("/metrics").await;
-    let prefix = format!("deploy_tracker_swept_total{{result=\"{result}\"}} ");
-    text.as_str()
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix)?.parse::<f64>().ok())
-        .sum()
+    sample(
+        text.as_str().unwrap(),
+        "deploy_tracker_swept_total",
+        &[("result", result)],
+    )
 }
 
 fn changed_ids(report: &Report) -> Vec<Uuid> {
