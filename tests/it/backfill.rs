@@ -17,7 +17,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::db_test;
 use crate::github_fake::{FakeDelivery, FakeGithub, HOOK_ID, Mode, OWNER, REPO, TOKEN};
-use crate::helpers::{Backend, TestApp, fixture};
+use crate::helpers::{Backend, TestApp, fixture, sample};
 use crate::process::{BIN, ScratchDb, Server};
 
 const STAGING_SHA: &str = "95fba5a7ac4bec75f64568229f125c7f526ed240";
@@ -610,7 +610,7 @@ async fn periodic_backfill(scratch: &ScratchDb, replicas: usize) {
     let servers: Vec<Server> = (0..replicas).map(|_| Server::start(&env)).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let http = reqwest::Client::new();
-    let counter = async |server: &Server, name: &str| -> f64 {
+    let counter = async |server: &Server, name: &str, labels: &[(&str, &str)]| -> f64 {
         let metrics = http
             .get(server.url("/metrics"))
             .send()
@@ -619,11 +619,7 @@ async fn periodic_backfill(scratch: &ScratchDb, replicas: usize) {
             .text()
             .await
             .unwrap();
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
+        sample(&metrics, name, labels)
     };
     if replicas > 1 {
         // One replica's first page is held: the others find the hook taken.
@@ -632,7 +628,8 @@ async fn periodic_backfill(scratch: &ScratchDb, replicas: usize) {
             for server in &servers {
                 busy += counter(
                     server,
-                    "deploy_tracker_backfill_rounds_total{result=\"busy\"}",
+                    "deploy_tracker_backfill_rounds_total",
+                    &[("result", "busy")],
                 )
                 .await;
             }
@@ -687,7 +684,7 @@ async fn periodic_backfill(scratch: &ScratchDb, replicas: usize) {
 
     let mut counted = 0.0;
     for server in &servers {
-        counted += counter(server, "deploy_tracker_backfill_deliveries_total{").await;
+        counted += counter(server, "deploy_tracker_backfill_deliveries_total", &[]).await;
     }
     assert_eq!(
         counted,
