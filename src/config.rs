@@ -361,8 +361,8 @@ impl std::fmt::Debug for VercelArgs {
 /// least one. Each writer's batch keeps a Postgres backend and about half of one of
 /// this process's threads busy, and the fewer the writers the larger their batches:
 /// a batch costs Postgres about 1.1 ms of CPU whatever its size, plus about 175 µs a
-/// delivery (measured at c = 32 on 2 cores, README's benchmark section), so on 2 cores
-/// one writer answers more deliveries a second than two or four.
+/// delivery (measured at c = 32 on 2 cores: `bench/ROUNDS.md`, second round), so on
+/// 2 cores one writer answers more deliveries a second than two or four.
 pub fn default_ingest_writers() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / 2).max(1)
