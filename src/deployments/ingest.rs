@@ -38,17 +38,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDateTime;
-use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, Func, OnConflict, OptionEnum};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ColumnType, Condition, ConnAcquireErr,
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, IdenStatic, Iterable, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnAcquireErr, ConnectionTrait,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
     RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
-    TryInsertResult,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -58,10 +56,9 @@ use uuid::Uuid;
 use super::app_cache::AppCache;
 pub use super::plan::Outcome;
 use super::plan::{AppKeys, Effect, HEAD_WINDOW, Snapshot};
-use crate::store::deployments::{Environment, Status};
 use crate::store::held::Held;
-use crate::store::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, apps, deliveries, deployments};
-use crate::webhooks::{Delivery, Event, Provider, now};
+use crate::store::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, deliveries};
+use crate::webhooks::{Delivery, Provider, now};
 
 mod read;
 mod write;

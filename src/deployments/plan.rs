@@ -12,15 +12,15 @@
 //! and `plan/rollback.rs` (rollbacks and promotions), and the links between ready
 //! rows in `plan/chains.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::NaiveDateTime;
 use uuid::Uuid;
 
-use super::state::{Status, Transition, transition_of};
+use super::state::Status;
 use crate::store::deployments::{Environment, FailureReason};
 use crate::store::{apps, deployments};
-use crate::webhooks::{Event, GithubDeployment, Push, Rollback, Target, VercelDeployment};
+use crate::webhooks::{Event, GithubDeployment, Push, Target, VercelDeployment};
 
 mod chains;
 mod events;

@@ -1,7 +1,24 @@
 //! What a batch reads: the ledger's copies of its deliveries, its apps (locked or
 //! not) and the deployment rows its events could touch, on either database.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chrono::NaiveDateTime;
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+use uuid::Uuid;
+
+use super::{
+    HEAD_WINDOW, Outcome, Receipt, hex_id, json, postgres_statement, sqlite_statement, strings,
+};
+use crate::deployments::plan::{AppKeys, Snapshot};
+use crate::store::deployments::{Environment, Status};
+use crate::store::{apps, deliveries, deployments};
+use crate::webhooks::{Delivery, Event, Provider, now};
 
 /// What the ledger already holds for a (provider, delivery id).
 #[derive(Debug, Clone)]

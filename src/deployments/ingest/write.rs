@@ -2,8 +2,21 @@
 //! in one statement of one text (rows as one array per column), on SQLite as JSON
 //! rows through `jsonb_each`.
 
-use super::read::named_apps;
-use super::*;
+use std::sync::LazyLock;
+
+use chrono::NaiveDateTime;
+use sea_orm::sea_query::{ArrayType, OnConflict, OptionEnum};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ColumnType, ConnectionTrait, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, IdenStatic, Iterable, ModelTrait, TryInsertResult,
+};
+use uuid::Uuid;
+
+use super::read::{link_previous, named_apps};
+use super::{hex_id, json, postgres_statement, sqlite_statement};
+use crate::deployments::plan::Snapshot;
+use crate::store::deployments::Environment;
+use crate::store::{deliveries, deployments};
 
 /// Writes the rows a snapshot created or changed and the batch's ledger rows; false
 /// when a ledger row was already there (recorded by another transaction since the

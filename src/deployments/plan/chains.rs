@@ -1,6 +1,13 @@
 //! Chains of ready rows: each points at the one of its app and environment before it.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use uuid::Uuid;
+
+use super::{HEAD_WINDOW, Snapshot};
+use crate::deployments::state::Status;
+use crate::store::deployments::Environment;
 
 impl Snapshot {
     /// Sets "previousDeploymentId" where this run changed a chain of ready rows, wherever

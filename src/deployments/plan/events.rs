@@ -1,7 +1,13 @@
 //! How a push, a Vercel deployment event and a GitHub deployment status change the
 //! snapshot: which row each names, and what it fills in or moves forward.
 
-use super::*;
+use chrono::NaiveDateTime;
+use uuid::Uuid;
+
+use super::{Effect, Outcome, Report, Snapshot, Source};
+use crate::deployments::state::{Status, Transition, transition_of};
+use crate::store::deployments::{self, Environment, FailureReason};
+use crate::webhooks::{GithubDeployment, Push, VercelDeployment};
 
 impl Snapshot {
     pub(super) fn apply_push(&mut self, push: &Push, at: NaiveDateTime) -> Effect {

@@ -1,7 +1,13 @@
 //! Rollbacks and promotions: the row a rollback makes serve, and the rollback rows
 //! that show what they went back to whenever it arrives.
 
-use super::*;
+use chrono::NaiveDateTime;
+use uuid::Uuid;
+
+use super::{Effect, Outcome, Snapshot};
+use crate::deployments::state::Status;
+use crate::store::deployments::{self, Environment};
+use crate::webhooks::Rollback;
 
 impl Snapshot {
     /// Rollback rows that went back to row `i`'s Vercel deployment show its commit and
