@@ -74,42 +74,41 @@ pub(super) async fn recorded<C: ConnectionTrait>(
             .collect::<Result<_, _>>()?;
         return Ok(by_ledger_key(rows));
     }
-    let rows: Vec<(Uuid, String, String, String, String, Option<Uuid>)> =
-        deliveries::Entity::find()
-            .select_only()
-            .columns([
-                deliveries::Column::Id,
-                deliveries::Column::Provider,
-                deliveries::Column::DeliveryId,
-                deliveries::Column::Outcome,
-                deliveries::Column::Reason,
-                deliveries::Column::DeploymentId,
-            ])
-            .filter(
-                Provider::ALL
-                    .into_iter()
-                    .fold(Condition::any(), |any, provider| {
-                        // Per provider, so the lookup uses the (provider, "deliveryId") key.
-                        let ids: Vec<String> = deliveries
-                            .iter()
-                            .filter(|d| d.provider == provider)
-                            .map(|d| d.delivery_id.clone())
-                            .collect();
-                        any.add_option((!ids.is_empty()).then(|| {
-                            let backend = db.get_database_backend();
-                            deliveries::Column::Provider
-                                .eq(provider.as_str())
-                                .and(one_of(
-                                    backend,
-                                    Expr::col(deliveries::Column::DeliveryId),
-                                    ids,
-                                ))
-                        }))
-                    }),
-            )
-            .into_tuple()
-            .all(db)
-            .await?;
+    let rows: Vec<RecordedRow> = deliveries::Entity::find()
+        .select_only()
+        .columns([
+            deliveries::Column::Id,
+            deliveries::Column::Provider,
+            deliveries::Column::DeliveryId,
+            deliveries::Column::Outcome,
+            deliveries::Column::Reason,
+            deliveries::Column::DeploymentId,
+        ])
+        .filter(
+            Provider::ALL
+                .into_iter()
+                .fold(Condition::any(), |any, provider| {
+                    // Per provider, so the lookup uses the (provider, "deliveryId") key.
+                    let ids: Vec<String> = deliveries
+                        .iter()
+                        .filter(|d| d.provider == provider)
+                        .map(|d| d.delivery_id.clone())
+                        .collect();
+                    any.add_option((!ids.is_empty()).then(|| {
+                        let backend = db.get_database_backend();
+                        deliveries::Column::Provider
+                            .eq(provider.as_str())
+                            .and(one_of(
+                                backend,
+                                Expr::col(deliveries::Column::DeliveryId),
+                                ids,
+                            ))
+                    }))
+                }),
+        )
+        .into_tuple()
+        .all(db)
+        .await?;
     Ok(by_ledger_key(rows))
 }
 
