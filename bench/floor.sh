@@ -80,16 +80,16 @@ FROM (SELECT id, row_number() OVER () AS r FROM d) AS d
 JOIN bodies AS b ON b.i = (:k * 16 + d.r) % :bodies + 1;
 SQL
 
-stat() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat; }
+cpu_ticks() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8, $5+$6}' /proc/stat; }
 printf '%-8s %-5s %12s %8s %6s\n' clients rows deliveries/s cpu_us busy
 for c in $CLIENTS; do
   for rows in $ROWS; do
     psql -q -d "$DB" -c "TRUNCATE deployments, webhook_deliveries" -c "CHECKPOINT"
-    read -r t0 i0 < <(stat)
+    read -r t0 i0 < <(cpu_ticks)
     out=$("$PGBENCH" -n -M prepared -c "$c" -j $(( c < 2 ? 1 : 2 )) -T "$DURATION" \
       -D rows="$rows" -D bodies="$BODIES" -f "$WORK/floor.sql" "$DB" 2>&1) \
       || { echo "$out" >&2; exit 1; }
-    read -r t1 i1 < <(stat)
+    read -r t1 i1 < <(cpu_ticks)
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
     python3 - "$c" "$rows" "$tps" "$t0" "$i0" "$t1" "$i1" "$(nproc)" <<'PY'
 import sys
